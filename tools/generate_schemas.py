@@ -193,8 +193,8 @@ OVERRIDES: dict[str, dict[str, JsonSchema]] = {
     # v2 declares `visible_to` of products as a number; it is always one of 1, 3, 5, 7 and
     # every other v2 entity declares it as an integer.
     "products": {"visible_to": {"type": "integer"}},
-    # The spec declares this flag as a string; the API sends "true"/"false", which the tap
-    # turns into a boolean like every other v1 `active_flag`.
+    # The spec declares this flag as a string and its example sends "true"; the tap turns it
+    # into a boolean like every other v1 `active_flag`.
     "organization_relationships": {"active_flag": {"type": "boolean"}},
     # The spec wraps the user in a whole response envelope; the API sends a user summary.
     "deal_participants": {
@@ -218,9 +218,12 @@ EXCLUDED_PROPERTIES: dict[str, frozenset[str]] = {
     "webhooks": frozenset({"http_auth_password"}),
 }
 
-# Besides the table above, two rules apply everywhere:
-# * v1 flags declared as numbers restricted to 0/1 become booleans (the tap coerces 0/1).
-# * v1 `visible_to` is a string ("3"), v2 `visible_to` an integer; both as declared.
+# Besides the tables above, three rules apply everywhere:
+# * Flags declared as numbers restricted to 0/1 (v1 mailbox `*_flag`, webhook `is_active`)
+#   become booleans; the tap coerces 0/1.
+# * Values declared as "integer or string" (v2 field `options[].id`: integer for custom
+#   fields, string for built-in ones) become strings; the tap stringifies integers.
+# * v1 `visible_to` stays a string ("3") and v2 `visible_to` an integer, as declared.
 
 
 # --------------------------------------------------------------------------------------------
