@@ -1,0 +1,418 @@
+"""The base stream: URLs, auth, paging, error handling and value normalisation.
+
+Stream classes in ``streams.py`` only declare what differs: name, path, keys,
+replication and the request parameters particular to their endpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import typing as t
+from functools import cached_property
+from http import HTTPStatus
+from urllib.parse import urlparse
+
+import msgspec
+import requests
+from singer_sdk import RESTStream
+from singer_sdk.exceptions import RetriableAPIError
+from singer_sdk.pagination import BaseAPIPaginator
+from singer_sdk import SchemaDirectory, StreamSchema
+
+from tap_pipedrive import schemas
+from tap_pipedrive.auth import PipedriveOAuthAuthenticator
+from tap_pipedrive.errors import (
+    DailyBudgetExhausted,
+    PipedriveAPIError,
+    StreamUnavailable,
+)
+from tap_pipedrive.normalize import CoercionLog, format_timestamp, to_date, to_rfc3339
+
+if t.TYPE_CHECKING:
+    from singer_sdk.helpers.types import Context
+
+SCHEMA_SOURCE = SchemaDirectory(schemas)
+MAX_PAGE_SIZE = 500
+# Consecutive 429s after which throttling is taken to be the daily budget rather than
+# the 2-second burst window (Pipedrive exposes no header for the daily budget).
+BURST_429_LIMIT = 6
+
+_decode_json = msgspec.json.Decoder().decode
+
+
+def response_json(response: requests.Response) -> t.Any:
+    """Decode a response body once; paginator and parser share the result."""
+    cached = getattr(response, "_pipedrive_json", None)
+    if cached is None:
+        cached = _decode_json(response.content)
+        response._pipedrive_json = cached  # type: ignore[attr-defined]
+    return cached
+
+
+class CursorPaginator(BaseAPIPaginator[t.Optional[str]]):
+    """API v2 cursor paging: follow ``additional_data.next_cursor`` until it is null."""
+
+    def __init__(self) -> None:
+        super().__init__(None)
+
+    def get_next(self, response: requests.Response) -> str | None:
+        additional = response_json(response).get("additional_data") or {}
+        cursor = additional.get("next_cursor")
+        if cursor is not None and cursor == self.current_value:
+            msg = f"Pipedrive repeated the page cursor for {urlparse(response.url).path}; stopping"
+            raise PipedriveAPIError(msg)
+        return cursor or None
+
+    def continue_if_empty(self, response: requests.Response) -> bool:
+        # An empty page that still carries a cursor is not the end of the list.
+        return bool((response_json(response).get("additional_data") or {}).get("next_cursor"))
+
+
+class OffsetPaginator(BaseAPIPaginator[int]):
+    """API v1 offset paging for both envelope shapes.
+
+    Some endpoints nest ``pagination`` in ``additional_data``; others put ``start``,
+    ``limit`` and ``more_items_in_collection`` straight into ``additional_data``.
+    The next offset falls back to rows received (not the limit asked for), because
+    the server may clamp the limit: overlapping rows are harmless, skipped rows are not.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(0)
+
+    @staticmethod
+    def _pagination(body: t.Any) -> dict[str, t.Any]:
+        additional = body.get("additional_data") or {}
+        return additional.get("pagination") or additional
+
+    def has_more(self, response: requests.Response) -> bool:
+        body = response_json(response)
+        return bool(body.get("data")) and bool(self._pagination(body).get("more_items_in_collection"))
+
+    def get_next(self, response: requests.Response) -> int | None:
+        body = response_json(response)
+        pagination = self._pagination(body)
+        next_start = pagination.get("next_start")
+        if next_start is None:
+            next_start = self.current_value + len(body.get("data") or ())
+        if next_start <= self.current_value:
+            msg = f"Pipedrive returned a non-advancing offset for {urlparse(response.url).path}; stopping"
+            raise PipedriveAPIError(msg)
+        return int(next_start)
+
+
+class PipedriveStream(RESTStream[t.Any]):
+    """Everything the Pipedrive streams share."""
+
+    schema = StreamSchema(SCHEMA_SOURCE)
+    api_version: t.ClassVar[str] = "v2"
+    primary_keys: t.ClassVar[tuple[str, ...]] = ("id",)  # type: ignore[assignment]
+    # Fixed query parameters of the endpoint (e.g. a status filter).
+    extra_params: t.ClassVar[dict[str, str]] = {}
+    # Optional v2 fields worth having in a warehouse; they cost nothing extra.
+    include_fields: t.ClassVar[tuple[str, ...]] = ()
+    # The endpoint's own page-size cap, where it is below Pipedrive's usual 500.
+    max_page_size: t.ClassVar[int] = MAX_PAGE_SIZE
+    # False for endpoints that answer everything in one response and take no paging parameters.
+    paged: t.ClassVar[bool] = True
+    # Incremental streams: name of the query parameter taking the bookmark.
+    updated_since_param: t.ClassVar[str | None] = None
+    sort_params: t.ClassVar[dict[str, str]] = {}
+
+    # --- URLs, headers, auth ------------------------------------------------------
+    @property
+    def url_base(self) -> str:
+        return f"{self._tap.api_root}/api/{self.api_version}"  # type: ignore[attr-defined]
+
+    @property
+    def authenticator(self) -> t.Any:
+        return self._tap.authenticator  # type: ignore[attr-defined]
+
+    @property
+    def http_headers(self) -> dict[str, str]:
+        return {"Accept": "application/json"}
+
+    @property
+    def timeout(self) -> int:
+        return int(self.config.get("request_timeout") or 300)
+
+    @cached_property
+    def page_size(self) -> int:
+        return min(int(self.config.get("page_size") or MAX_PAGE_SIZE), self.max_page_size)
+
+    @property
+    def is_sorted(self) -> bool:
+        # Incremental endpoints are asked for ascending update_time, so the bookmark
+        # can advance (and the state can be resumed) after every page.
+        return self.replication_key is not None
+
+    @cached_property
+    def coercions(self) -> CoercionLog:
+        return CoercionLog(self.logger)
+
+    # --- requests -------------------------------------------------------------------
+    def get_new_paginator(self) -> BaseAPIPaginator | None:
+        if not self.paged:
+            return None
+        return CursorPaginator() if self.api_version == "v2" else OffsetPaginator()
+
+    def get_url_params(self, context: Context | None, next_page_token: t.Any) -> dict[str, t.Any]:
+        params: dict[str, t.Any] = dict(self.extra_params)
+        if self.paged:
+            params["limit"] = self.page_size
+        if next_page_token is not None:
+            params["cursor" if self.api_version == "v2" else "start"] = next_page_token
+        if self.include_fields:
+            params["include_fields"] = ",".join(self.include_fields)
+        if self.replication_key and self.updated_since_param:
+            params.update(self.sort_params)
+            since = self.get_starting_timestamp(context)
+            if since is not None:
+                params[self.updated_since_param] = format_timestamp(since)
+        return params
+
+    def _request(
+        self,
+        prepared_request: requests.PreparedRequest,
+        context: Context | None,
+    ) -> requests.Response:
+        # Pace before sending, so the burst window is never overrun (see ratelimit.py).
+        self._tap.rate_limiter.before_request()  # type: ignore[attr-defined]
+        return super()._request(prepared_request, context)
+
+    def request_records(self, context: Context | None) -> t.Iterable[dict]:
+        try:
+            yield from super().request_records(context)
+        except StreamUnavailable as exc:
+            # Missing scope or plan feature: this stream is skipped, the sync goes on.
+            self.logger.warning("Skipping stream %s: %s", self.name, exc)
+        except RetriableAPIError as exc:
+            msg = f"Gave up after {self.backoff_max_tries()} attempts: {exc}"
+            raise PipedriveAPIError(msg) from None
+        except requests.RequestException as exc:
+            msg = (
+                f"Gave up after {self.backoff_max_tries()} attempts on stream {self.name}: "
+                f"{type(exc).__name__} talking to {urlparse(self.url_base).netloc}"
+            )
+            raise PipedriveAPIError(msg) from None
+
+    def validate_response(self, response: requests.Response) -> None:
+        """Sort failures into retriable, fatal, and 'this stream is not allowed'."""
+        self._tap.rate_limiter.observe(response)  # type: ignore[attr-defined]
+        status = response.status_code
+        if status == HTTPStatus.UNAUTHORIZED:
+            self._handle_unauthorized(response)
+        if status == HTTPStatus.TOO_MANY_REQUESTS:
+            self._handle_throttle(response)
+        if status >= HTTPStatus.INTERNAL_SERVER_ERROR or status in (408, 425):
+            raise RetriableAPIError(self.response_error_message(response), response)
+        if status == HTTPStatus.FORBIDDEN and _is_html(response):
+            # Cloudflare answers clients that kept pushing after 429s with an HTML
+            # 403: a block to back off from, not a permissions problem.
+            raise RetriableAPIError(self.response_error_message(response), response)
+        if status in (HTTPStatus.FORBIDDEN, HTTPStatus.PAYMENT_REQUIRED):
+            raise StreamUnavailable(self.response_error_message(response))
+        if status >= HTTPStatus.BAD_REQUEST:
+            raise PipedriveAPIError(self.response_error_message(response))
+        try:
+            body = response_json(response)
+        except msgspec.DecodeError:
+            # A truncated or garbled body is a transport fault: ask again.
+            msg = f"Malformed JSON from Pipedrive for {self._describe(response)}"
+            raise RetriableAPIError(msg, response) from None
+        if not isinstance(body, dict):
+            msg = f"Unexpected JSON from Pipedrive for {self._describe(response)}: not an object"
+            raise RetriableAPIError(msg, response)
+
+    def _handle_unauthorized(self, response: requests.Response) -> None:
+        auth = self.authenticator
+        sent = (response.request.headers.get("Authorization") or "").removeprefix("Bearer ")
+        if isinstance(auth, PipedriveOAuthAuthenticator) and not getattr(response.request, "_pd_retried", False):
+            # One retry with a fresh token; a second 401 is final.
+            auth.invalidate(sent or None)
+            response.request._pd_retried = True  # type: ignore[attr-defined]
+            raise RetriableAPIError(self.response_error_message(response), response)
+        hint = {
+            "APIKeyAuthenticator": "check the api_token setting",
+            "BearerTokenAuthenticator": "the access_token has expired or was revoked",
+        }.get(type(auth).__name__, "the refreshed access token was rejected too")
+        raise PipedriveAPIError(f"{self.response_error_message(response)} ({hint})")
+
+    def _handle_throttle(self, response: requests.Response) -> None:
+        remaining = _int_header(response, "x-ratelimit-remaining")
+        streak = self._tap.rate_limiter.note_429()  # type: ignore[attr-defined]
+        if (remaining is not None and remaining > 0) or streak >= BURST_429_LIMIT:
+            msg = (
+                "Pipedrive's daily API token budget is used up (429 while the burst window "
+                "still had room). The state is kept; the budget resets at midnight in the "
+                "Pipedrive company's time zone. Run again after the reset."
+            )
+            raise DailyBudgetExhausted(msg)
+        raise RetriableAPIError(self.response_error_message(response), response)
+
+    def response_error_message(self, response: requests.Response) -> str:
+        detail = ""
+        if not _is_html(response):
+            try:
+                body = response_json(response)
+            except (msgspec.DecodeError, ValueError):
+                body = None
+            if isinstance(body, dict):
+                detail = str(body.get("error") or body.get("message") or "")
+                if body.get("error_info"):
+                    detail = f"{detail} ({body['error_info']})"
+        else:
+            detail = "HTML error page"
+        detail = " ".join(detail.split())[:200]
+        return f"{response.status_code} from Pipedrive for {self._describe(response)}" + (
+            f": {detail}" if detail else ""
+        )
+
+    def _describe(self, response: requests.Response) -> str:
+        # The path only: query strings are not logged, whatever they hold.
+        return f"GET {urlparse(response.url).path} (stream {self.name})"
+
+    # --- retries --------------------------------------------------------------------
+    def backoff_wait_generator(self) -> t.Generator[float, t.Any, None]:  # type: ignore[override]
+        """Wait as long as Pipedrive says (x-ratelimit-reset), else exponentially."""
+        attempt = 0
+        exception = yield 0.0
+        while True:
+            attempt += 1
+            exception = yield self._seconds_before_retry(exception, attempt)
+
+    def _seconds_before_retry(self, exception: BaseException | None, attempt: int) -> float:
+        response = getattr(exception, "response", None)
+        if response is not None:
+            if response.status_code == HTTPStatus.UNAUTHORIZED:
+                return 0.0
+            reset = _int_header(response, "x-ratelimit-reset")
+            if response.status_code == HTTPStatus.TOO_MANY_REQUESTS:
+                return float(reset if reset is not None else 2) + random.uniform(0, 0.25)
+        base = float(self.config.get("retry_base_seconds", 1.0))
+        return min(base * 2 ** (attempt - 1), 60.0) * random.uniform(0.8, 1.2)
+
+    def backoff_jitter(self, value: float) -> float:
+        return value  # jitter is applied in _seconds_before_retry
+
+    def backoff_max_tries(self) -> int:
+        return int(self.config.get("max_retries", 8))
+
+    def backoff_handler(self, details: t.Any) -> None:
+        exception = details.get("exception")
+        reason = (
+            self.response_error_message(exception.response)
+            if getattr(exception, "response", None) is not None
+            else type(exception).__name__
+        )
+        self.logger.warning(
+            "Retrying in %.1fs (attempt %d): %s", details.get("wait") or 0.0, details.get("tries"), reason
+        )
+
+    # --- records -----------------------------------------------------------------------
+    def parse_response(self, response: requests.Response) -> t.Iterable[dict]:
+        data = response_json(response).get("data")
+        if data is None:
+            return []
+        if isinstance(data, dict):
+            return [data]
+        return data  # type: ignore[no-any-return]
+
+    @cached_property
+    def _timestamp_fields(self) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """Top-level properties declared as date-time and as date."""
+        date_times, dates = [], []
+        for name, prop in self.schema.get("properties", {}).items():
+            fmt = prop.get("format")
+            if fmt == "date-time":
+                date_times.append(name)
+            elif fmt == "date":
+                dates.append(name)
+        return tuple(date_times), tuple(dates)
+
+    def post_process(self, row: dict, context: Context | None = None) -> dict | None:
+        date_times, dates = self._timestamp_fields
+        for field in date_times:
+            value = row.get(field)
+            if value is not None:
+                try:
+                    row[field] = to_rfc3339(value)
+                except (ValueError, TypeError, IndexError):
+                    row[field] = None
+                if row[field] is None:
+                    self.coercions.coerced(field, value)
+        for field in dates:
+            value = row.get(field)
+            if value is not None:
+                try:
+                    row[field] = to_date(value)
+                except (ValueError, TypeError, IndexError):
+                    row[field] = None
+                if row[field] is None:
+                    self.coercions.coerced(field, value)
+        if self.replication_key:
+            return self._skip_boundary_duplicate(row, context)
+        return row
+
+    # --- incremental boundary -----------------------------------------------------------------
+    def _skip_boundary_duplicate(self, row: dict, context: Context | None) -> dict | None:
+        """Drop rows the previous run already delivered at the bookmark's exact time.
+
+        ``updated_since`` is inclusive, so the rows at the bookmark come back. The
+        state remembers their ids (``boundary_ids``), and only those are skipped: a
+        row updated again within the same second still comes through.
+        """
+        value = row.get(self.replication_key)  # type: ignore[arg-type]
+        if value is None:
+            return row
+        state = self.get_context_state(context)
+        start = self._boundary_start.get(_context_key(context))
+        if start is None:
+            start = (state.get("replication_key_value"), frozenset(state.get("boundary_ids") or ()))
+            self._boundary_start[_context_key(context)] = start
+        bookmark, seen = start
+        key = row.get(self.primary_keys[0])
+        if value == bookmark and key in seen:
+            return None
+        current = state.get("replication_key_value")
+        if current is None or value > current:
+            state["boundary_ids"] = [key]
+        elif value == current:
+            state.setdefault("boundary_ids", []).append(key)
+        return row
+
+    @cached_property
+    def _boundary_start(self) -> dict[str, tuple[t.Any, frozenset]]:
+        return {}
+
+    def sync(self, context: Context | None = None) -> None:
+        try:
+            super().sync(context)
+        except Exception:
+            # Whatever was read and emitted stays safe: the state that points to it
+            # goes out before the error ends the run.
+            self._write_state_message()
+            raise
+        finally:
+            self.coercions.summary()
+
+
+def _context_key(context: Context | None) -> str:
+    return json.dumps(dict(context or {}), sort_keys=True, default=str)
+
+
+def _int_header(response: requests.Response, name: str) -> int | None:
+    value = response.headers.get(name)
+    try:
+        return int(float(value)) if value is not None else None
+    except ValueError:
+        return None
+
+
+def _is_html(response: requests.Response) -> bool:
+    return "html" in (response.headers.get("content-type") or "").lower()
+
+
+logging.getLogger("urllib3").setLevel(logging.WARNING)

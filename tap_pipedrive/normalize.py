@@ -1,0 +1,83 @@
+"""Value normalisation: timestamps to RFC 3339 UTC, odd values to null with a counted warning."""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from datetime import datetime, timezone
+
+_EMPTY_DATE_PREFIXES = ("0000", "0001-01-01")
+
+
+class CoercionLog:
+    """Counts values that had to be coerced, warning once per field and summing up at the end."""
+
+    def __init__(self, logger: logging.Logger) -> None:
+        self._logger = logger
+        self.counts: Counter[str] = Counter()
+
+    def coerced(self, field: str, value: object, outcome: str = "null") -> None:
+        if field not in self.counts:
+            self._logger.warning(
+                "Field %r had the unusable value %s; emitted as %s (further cases are counted)",
+                field,
+                _preview(value),
+                outcome,
+            )
+        self.counts[field] += 1
+
+    def summary(self) -> None:
+        for field, count in sorted(self.counts.items()):
+            self._logger.warning("Field %r: %d value(s) coerced in this run", field, count)
+
+
+def _preview(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else f"{text[:57]}..."
+
+
+def to_rfc3339(value: object) -> str | None:
+    """Return ``value`` as an RFC 3339 UTC timestamp, or None when it is no real time.
+
+    Raises ValueError for a string that is not a timestamp at all.
+    Fast paths cover the two shapes Pipedrive sends almost always: v2's
+    ``2024-05-01T10:20:30Z`` and v1's ``2024-05-01 10:20:30`` (UTC without a zone).
+    """
+    if not isinstance(value, str):
+        raise ValueError(value)
+    length = len(value)
+    if value.startswith(_EMPTY_DATE_PREFIXES) or value[5:7] == "00" or value[8:10] == "00":
+        return None
+    if length == 20 and value[10] == "T" and value[19] == "Z":
+        return value
+    if length == 24 and value[10] == "T" and value.endswith(".000Z"):
+        # Same instant as the short form; one spelling keeps bookmarks comparable as text.
+        return f"{value[:19]}Z"
+    if length == 19 and value[10] == " " and value[4] == "-":
+        return f"{value[:10]}T{value[11:]}Z"
+    if length == 10 and value[4] == "-" and value[7] == "-":
+        # A bare date where a timestamp is declared: midnight UTC.
+        datetime.strptime(value, "%Y-%m-%d")  # noqa: DTZ007 - validates only
+        return f"{value}T00:00:00Z"
+    parsed = datetime.fromisoformat(value.replace("Z", "+00:00") if value.endswith("Z") else value)
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=timezone.utc)
+    return parsed.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+def to_date(value: object) -> str | None:
+    """Return ``value`` as ``YYYY-MM-DD``, or None for an empty date such as ``0000-00-00``."""
+    if not isinstance(value, str):
+        raise ValueError(value)
+    if value.startswith(_EMPTY_DATE_PREFIXES) or value[5:7] == "00" or value[8:10] == "00":
+        return None
+    head = value[:10]
+    datetime.strptime(head, "%Y-%m-%d")  # noqa: DTZ007 - validates only
+    return head
+
+
+def format_timestamp(moment: datetime) -> str:
+    """Format a datetime for Pipedrive's ``updated_since`` (RFC 3339, UTC, seconds)."""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")

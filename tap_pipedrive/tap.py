@@ -1,0 +1,187 @@
+"""The Pipedrive tap: settings, the shared authenticator, and the stream list."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import typing as t
+from functools import cached_property
+from urllib.parse import urlparse
+
+from singer_sdk import Tap
+from singer_sdk import typing as th
+from singer_sdk.plugin_base import SingerCommand
+
+from tap_pipedrive.auth import DEFAULT_OAUTH_URL, PipedriveOAuthAuthenticator, build_authenticator, resolve_auth_mode
+from tap_pipedrive.errors import ConfigError, PipedriveError
+from tap_pipedrive.ratelimit import RateLimiter
+from tap_pipedrive.redact import SecretRedactor
+from tap_pipedrive.streams import STREAM_TYPES
+
+if t.TYPE_CHECKING:
+    import click
+
+    from tap_pipedrive.client import PipedriveStream
+
+DEFAULT_API_URL = "https://api.pipedrive.com"
+SECRET_SETTINGS = ("api_token", "client_secret", "refresh_token", "access_token")
+
+CONFIG_SCHEMA = th.PropertiesList(
+    th.Property(
+        "api_token",
+        th.StringType,
+        secret=True,
+        title="API token",
+        description="Personal API token (Settings > Personal preferences > API). Sent in the "
+        "x-api-token header. Use this or the OAuth settings, not both.",
+    ),
+    th.Property(
+        "client_id",
+        th.StringType,
+        title="OAuth client ID",
+        description="Client ID of your app in Pipedrive's Developer Hub (OAuth mode).",
+    ),
+    th.Property(
+        "client_secret",
+        th.StringType,
+        secret=True,
+        title="OAuth client secret",
+        description="Client secret of your app (OAuth mode).",
+    ),
+    th.Property(
+        "refresh_token",
+        th.StringType,
+        secret=True,
+        title="OAuth refresh token",
+        description="Refresh token from `tap-pipedrive --login`. Rotated tokens are kept automatically.",
+    ),
+    th.Property(
+        "access_token",
+        th.StringType,
+        secret=True,
+        title="OAuth access token",
+        description="An access token. Alone, it is used as-is until it expires; with a "
+        "refresh_token, it is reused while still valid.",
+    ),
+    th.Property(
+        "token_expires_at",
+        th.DateTimeType,
+        title="Access token expiry",
+        description="When access_token expires (written by `--login`).",
+    ),
+    th.Property(
+        "api_domain",
+        th.StringType,
+        title="Company API domain",
+        description="The company host returned by OAuth (written by `--login`), e.g. "
+        "https://mycompany.pipedrive.com. Used when api_url is not set.",
+    ),
+    th.Property(
+        "start_date",
+        th.DateTimeType,
+        title="Start date",
+        description="Only records updated at or after this time are read on the first sync. "
+        "Absent means all history.",
+    ),
+    th.Property(
+        "api_url",
+        th.StringType,
+        title="API base URL",
+        description="Overrides the API base; the tap calls {api_url}/api/v2/... and "
+        "{api_url}/api/v1/.... Default: api_domain from OAuth, else https://api.pipedrive.com.",
+    ),
+    th.Property(
+        "oauth_url",
+        th.StringType,
+        default=DEFAULT_OAUTH_URL,
+        title="OAuth server URL",
+        description="Base URL of Pipedrive's OAuth server.",
+    ),
+    th.Property(
+        "page_size",
+        th.IntegerType(minimum=1, maximum=500),
+        default=500,
+        title="Page size",
+        description="Rows per request (at most 500; lower where an endpoint caps it).",
+    ),
+    th.Property(
+        "user_agent",
+        th.StringType,
+        title="User agent",
+        description="User-Agent header sent with every request.",
+    ),
+    th.Property(
+        "request_timeout",
+        th.IntegerType(minimum=1),
+        default=300,
+        title="Request timeout",
+        description="Seconds to wait for one HTTP response before retrying.",
+    ),
+).to_dict()
+
+
+class PipedriveCommand(SingerCommand):
+    """The Singer CLI, ending known failures with one readable line instead of a traceback."""
+
+    def main(self, *args: t.Any, **kwargs: t.Any) -> t.Any:
+        try:
+            return super().main(*args, **kwargs)
+        except PipedriveError as exc:
+            self.logger.error("%s", exc)
+            sys.exit(exc.exit_code)
+
+
+class TapPipedrive(Tap):
+    """Singer tap for Pipedrive."""
+
+    name = "tap-pipedrive"
+    package_name = "tap-pipedrive"
+    config_jsonschema = CONFIG_SCHEMA
+
+    def __init__(self, *args: t.Any, **kwargs: t.Any) -> None:
+        super().__init__(*args, **kwargs)
+        secrets = [str(self.config[key]) for key in SECRET_SETTINGS if self.config.get(key)]
+        SecretRedactor.install(secrets)
+        if kwargs.get("validate_config", True):
+            self._check_config()
+        self.rate_limiter = RateLimiter()
+
+    def _check_config(self) -> None:
+        """Fail before any request on settings that cannot work."""
+        resolve_auth_mode(self.config)
+        api_url = self.config.get("api_url")
+        if api_url and urlparse(api_url).scheme not in ("http", "https"):
+            msg = f"api_url must be an http(s) URL, got {api_url[:60]!r}"
+            raise ConfigError(msg)
+
+    @cached_property
+    def authenticator(self) -> t.Any:
+        """The one authenticator all streams share."""
+        return build_authenticator(self.config)
+
+    @cached_property
+    def api_root(self) -> str:
+        """Scheme and host every API path hangs off."""
+        url = self.config.get("api_url")
+        if not url and isinstance(self.authenticator, PipedriveOAuthAuthenticator):
+            url = self.authenticator.api_domain
+        url = url or self.config.get("api_domain") or DEFAULT_API_URL
+        return str(url).rstrip("/")
+
+    def discover_streams(self) -> list[PipedriveStream]:
+        return [stream_type(tap=self) for stream_type in STREAM_TYPES]
+
+    @classmethod
+    def get_singer_command(cls) -> click.Command:
+        base = super().get_singer_command()
+        return PipedriveCommand(
+            name=base.name,
+            callback=base.callback,
+            params=base.params,
+            help=base.help,
+            context_settings=base.context_settings,
+            logger=cls.logger,
+        )
+
+
+logging.getLogger("backoff").setLevel(logging.WARNING)
