@@ -14,7 +14,11 @@ import typing as t
 from collections.abc import Mapping
 
 import requests
-from singer_sdk.authenticators import APIKeyAuthenticator, BearerTokenAuthenticator, OAuthAuthenticator
+from singer_sdk.authenticators import (
+    APIKeyAuthenticator,
+    BearerTokenAuthenticator,
+    OAuthAuthenticator,
+)
 
 from tap_pipedrive.errors import ConfigError, PipedriveError, ReauthorizationRequired
 from tap_pipedrive.redact import SecretRedactor
@@ -156,9 +160,9 @@ class PipedriveOAuthAuthenticator(OAuthAuthenticator):
         with self._refresh_lock, self._store_lock():
             # Another process may have refreshed while we waited for the lock: reuse
             # its tokens instead of burning (and possibly invalidating) ours.
-            if self._store is not None and self._adopt_newer(self._store.load()):
-                if self.is_token_valid():
-                    return
+            stored = self._store.load() if self._store is not None else None
+            if self._adopt_newer(stored) and self.is_token_valid():
+                return
             if not self.tokens.refresh_token:
                 msg = "The access token has expired and no refresh_token is configured"
                 raise ReauthorizationRequired(msg)
@@ -177,7 +181,7 @@ class PipedriveOAuthAuthenticator(OAuthAuthenticator):
 
     def _adopt_newer(self, stored: TokenSet | None) -> bool:
         """Take the stored tokens when they are newer than the ones in memory."""
-        if stored is None or not stored.refresh_token and not stored.access_token:
+        if stored is None or (not stored.refresh_token and not stored.access_token):
             return False
         if (stored.obtained_at or 0) <= (self.tokens.obtained_at or 0):
             return False
@@ -254,9 +258,13 @@ def resolve_auth_mode(config: Mapping[str, t.Any]) -> AuthMode:
     Fails with one line naming the settings to fix when the config completes no mode
     or mixes them.
     """
-    has = {key: bool(config.get(key)) for key in
-           ("api_token", "client_id", "client_secret", "refresh_token", "access_token")}
-    oauth_keys = [key for key in ("client_id", "client_secret", "refresh_token", "access_token") if has[key]]
+    has = {
+        key: bool(config.get(key))
+        for key in ("api_token", "client_id", "client_secret", "refresh_token", "access_token")
+    }
+    oauth_keys = [
+        key for key in ("client_id", "client_secret", "refresh_token", "access_token") if has[key]
+    ]
     if has["api_token"]:
         if oauth_keys:
             msg = (

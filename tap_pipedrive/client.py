@@ -16,10 +16,9 @@ from urllib.parse import urlparse
 
 import msgspec
 import requests
-from singer_sdk import RESTStream
+from singer_sdk import RESTStream, SchemaDirectory, StreamSchema
 from singer_sdk.exceptions import RetriableAPIError
 from singer_sdk.pagination import BaseAPIPaginator
-from singer_sdk import SchemaDirectory, StreamSchema
 
 from tap_pipedrive import schemas
 from tap_pipedrive.auth import PipedriveOAuthAuthenticator
@@ -51,7 +50,7 @@ def response_json(response: requests.Response) -> t.Any:
     return cached
 
 
-class CursorPaginator(BaseAPIPaginator[t.Optional[str]]):
+class CursorPaginator(BaseAPIPaginator["str | None"]):
     """API v2 cursor paging: follow ``additional_data.next_cursor`` until it is null."""
 
     def __init__(self) -> None:
@@ -89,7 +88,9 @@ class OffsetPaginator(BaseAPIPaginator[int]):
 
     def has_more(self, response: requests.Response) -> bool:
         body = response_json(response)
-        return bool(body.get("data")) and bool(self._pagination(body).get("more_items_in_collection"))
+        return bool(body.get("data")) and bool(
+            self._pagination(body).get("more_items_in_collection")
+        )
 
     def get_next(self, response: requests.Response) -> int | None:
         body = response_json(response)
@@ -98,7 +99,8 @@ class OffsetPaginator(BaseAPIPaginator[int]):
         if next_start is None:
             next_start = self.current_value + len(body.get("data") or ())
         if next_start <= self.current_value:
-            msg = f"Pipedrive returned a non-advancing offset for {urlparse(response.url).path}; stopping"
+            path = urlparse(response.url).path
+            msg = f"Pipedrive returned a non-advancing offset for {path}; stopping"
             raise PipedriveAPIError(msg)
         return int(next_start)
 
@@ -108,7 +110,7 @@ class PipedriveStream(RESTStream[t.Any]):
 
     schema = StreamSchema(SCHEMA_SOURCE)
     api_version: t.ClassVar[str] = "v2"
-    primary_keys: t.ClassVar[tuple[str, ...]] = ("id",)  # type: ignore[assignment]
+    primary_keys: t.ClassVar[tuple[str, ...]] = ("id",)
     # Fixed query parameters of the endpoint (e.g. a status filter).
     extra_params: t.ClassVar[dict[str, str]] = {}
     # Optional v2 fields worth having in a warehouse; they cost nothing extra.
@@ -229,7 +231,9 @@ class PipedriveStream(RESTStream[t.Any]):
     def _handle_unauthorized(self, response: requests.Response) -> None:
         auth = self.authenticator
         sent = (response.request.headers.get("Authorization") or "").removeprefix("Bearer ")
-        if isinstance(auth, PipedriveOAuthAuthenticator) and not getattr(response.request, "_pd_retried", False):
+        if isinstance(auth, PipedriveOAuthAuthenticator) and not getattr(
+            response.request, "_pd_retried", False
+        ):
             # One retry with a fresh token; a second 401 is final.
             auth.invalidate(sent or None)
             response.request._pd_retried = True  # type: ignore[attr-defined]
@@ -275,7 +279,7 @@ class PipedriveStream(RESTStream[t.Any]):
         return f"GET {urlparse(response.url).path} (stream {self.name})"
 
     # --- retries --------------------------------------------------------------------
-    def backoff_wait_generator(self) -> t.Generator[float, t.Any, None]:  # type: ignore[override]
+    def backoff_wait_generator(self) -> t.Generator[float, t.Any, None]:
         """Wait as long as Pipedrive says (x-ratelimit-reset), else exponentially."""
         attempt = 0
         exception = yield 0.0
@@ -308,17 +312,28 @@ class PipedriveStream(RESTStream[t.Any]):
             else type(exception).__name__
         )
         self.logger.warning(
-            "Retrying in %.1fs (attempt %d): %s", details.get("wait") or 0.0, details.get("tries"), reason
+            "Retrying in %.1fs (attempt %d): %s",
+            details.get("wait") or 0.0,
+            details.get("tries"),
+            reason,
         )
 
     # --- records -----------------------------------------------------------------------
     def parse_response(self, response: requests.Response) -> t.Iterable[dict]:
         data = response_json(response).get("data")
-        if data is None:
-            return []
         if isinstance(data, dict):
-            return [data]
-        return data  # type: ignore[no-any-return]
+            data = [data]
+        yield from data or ()
+        if self.replication_key:
+            # Every row of this page has been processed by now: emitting the state here
+            # makes the sync resumable after each page, and a failure on the next
+            # request cannot lose the bookmark of rows already delivered.
+            self._write_state_message()
+
+    def log_sync_costs(self) -> None:
+        # Called once per stream at the end of the run: the moment to sum up coercions too.
+        super().log_sync_costs()
+        self.coercions.summary()
 
     @cached_property
     def _timestamp_fields(self) -> tuple[tuple[str, ...], tuple[str, ...]]:
@@ -364,7 +379,7 @@ class PipedriveStream(RESTStream[t.Any]):
         state remembers their ids (``boundary_ids``), and only those are skipped: a
         row updated again within the same second still comes through.
         """
-        value = row.get(self.replication_key)  # type: ignore[arg-type]
+        value = row.get(self.replication_key)
         if value is None:
             return row
         state = self.get_context_state(context)
@@ -386,17 +401,6 @@ class PipedriveStream(RESTStream[t.Any]):
     @cached_property
     def _boundary_start(self) -> dict[str, tuple[t.Any, frozenset]]:
         return {}
-
-    def sync(self, context: Context | None = None) -> None:
-        try:
-            super().sync(context)
-        except Exception:
-            # Whatever was read and emitted stays safe: the state that points to it
-            # goes out before the error ends the run.
-            self._write_state_message()
-            raise
-        finally:
-            self.coercions.summary()
 
 
 def _context_key(context: Context | None) -> str:

@@ -21,7 +21,8 @@ class ReauthorizationRequired(PipedriveError):
     def __init__(self, reason: str) -> None:
         super().__init__(
             f"Pipedrive refused the OAuth refresh token ({reason}). "
-            "Run `tap-pipedrive --login` (or `meltano invoke tap-pipedrive:login`) to authorize again."
+            "Run `tap-pipedrive --login` (or `meltano invoke tap-pipedrive:login`) "
+            "to authorize again."
         )
 
 

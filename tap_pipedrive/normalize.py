@@ -57,7 +57,7 @@ def to_rfc3339(value: object) -> str | None:
         return f"{value[:10]}T{value[11:]}Z"
     if length == 10 and value[4] == "-" and value[7] == "-":
         # A bare date where a timestamp is declared: midnight UTC.
-        datetime.strptime(value, "%Y-%m-%d")  # noqa: DTZ007 - validates only
+        datetime.strptime(value, "%Y-%m-%d")
         return f"{value}T00:00:00Z"
     parsed = datetime.fromisoformat(value.replace("Z", "+00:00") if value.endswith("Z") else value)
     if parsed.tzinfo is None:
@@ -72,7 +72,7 @@ def to_date(value: object) -> str | None:
     if value.startswith(_EMPTY_DATE_PREFIXES) or value[5:7] == "00" or value[8:10] == "00":
         return None
     head = value[:10]
-    datetime.strptime(head, "%Y-%m-%d")  # noqa: DTZ007 - validates only
+    datetime.strptime(head, "%Y-%m-%d")
     return head
 
 

@@ -12,7 +12,12 @@ from singer_sdk import Tap
 from singer_sdk import typing as th
 from singer_sdk.plugin_base import SingerCommand
 
-from tap_pipedrive.auth import DEFAULT_OAUTH_URL, PipedriveOAuthAuthenticator, build_authenticator, resolve_auth_mode
+from tap_pipedrive.auth import (
+    DEFAULT_OAUTH_URL,
+    PipedriveOAuthAuthenticator,
+    build_authenticator,
+    resolve_auth_mode,
+)
 from tap_pipedrive.errors import ConfigError, PipedriveError
 from tap_pipedrive.ratelimit import RateLimiter
 from tap_pipedrive.redact import SecretRedactor
@@ -53,7 +58,8 @@ CONFIG_SCHEMA = th.PropertiesList(
         th.StringType,
         secret=True,
         title="OAuth refresh token",
-        description="Refresh token from `tap-pipedrive --login`. Rotated tokens are kept automatically.",
+        description="Refresh token from `tap-pipedrive --login`. "
+        "Rotated tokens are kept automatically.",
     ),
     th.Property(
         "access_token",
