@@ -7,7 +7,6 @@ replication and the request parameters particular to their endpoint.
 from __future__ import annotations
 
 import json
-import logging
 import random
 import typing as t
 from functools import cached_property
@@ -419,4 +418,38 @@ def _is_html(response: requests.Response) -> bool:
     return "html" in (response.headers.get("content-type") or "").lower()
 
 
-logging.getLogger("urllib3").setLevel(logging.WARNING)
+class V1Stream(PipedriveStream):
+    """An API v1 endpoint (offset paging, or a single page)."""
+
+    api_version = "v1"
+
+
+class IncrementalV2Stream(PipedriveStream):
+    """A v2 list that filters on ``updated_since`` and sorts by ``update_time``."""
+
+    replication_key = "update_time"
+    updated_since_param = "updated_since"
+    sort_params: t.ClassVar[dict[str, str]] = {"sort_by": "update_time", "sort_direction": "asc"}
+
+
+class ArchivableMixin(PipedriveStream):
+    """Entities whose archived rows live behind a second endpoint with the same shape.
+
+    Since 2025-07-15 Pipedrive's normal lists leave archived rows out. Both lists
+    feed one stream; each is a partition with its own bookmark.
+    """
+
+    archived_path: t.ClassVar[str]
+
+    @property
+    def partitions(self) -> list[dict] | None:
+        return [{"archived": False}, {"archived": True}]
+
+    def get_url(self, context: Context | None) -> str:
+        if context and context.get("archived"):
+            return f"{self.url_base}{self.archived_path}"
+        return super().get_url(context)
+
+    def post_process(self, row: dict, context: Context | None = None) -> dict | None:
+        row.setdefault("is_archived", bool(context and context.get("archived")))
+        return super().post_process(row, context)

@@ -1,13 +1,11 @@
-"""Stream declarations: one class per Pipedrive entity, saying only what differs."""
+"""The core CRM entities: deals, persons, organizations, activities, products, pipelines,
+stages, users, currencies and activity types."""
 
 from __future__ import annotations
 
 import typing as t
 
-from tap_pipedrive.client import PipedriveStream
-
-if t.TYPE_CHECKING:
-    from singer_sdk.helpers.types import Context
+from tap_pipedrive.client import ArchivableMixin, IncrementalV2Stream, PipedriveStream, V1Stream
 
 _COUNTS = (
     "activities_count",
@@ -30,43 +28,6 @@ _DEAL_COUNTS = (
     "lost_deals_count",
     "related_lost_deals_count",
 )
-
-
-class V1Stream(PipedriveStream):
-    """An API v1 endpoint (offset paging, or a single page)."""
-
-    api_version = "v1"
-
-
-class IncrementalV2Stream(PipedriveStream):
-    """A v2 list that filters on ``updated_since`` and sorts by ``update_time``."""
-
-    replication_key = "update_time"
-    updated_since_param = "updated_since"
-    sort_params: t.ClassVar[dict[str, str]] = {"sort_by": "update_time", "sort_direction": "asc"}
-
-
-class ArchivableMixin(PipedriveStream):
-    """Entities whose archived rows live behind a second endpoint with the same shape.
-
-    Since 2025-07-15 Pipedrive's normal lists leave archived rows out. Both lists
-    feed one stream; each is a partition with its own bookmark.
-    """
-
-    archived_path: t.ClassVar[str]
-
-    @property
-    def partitions(self) -> list[dict] | None:
-        return [{"archived": False}, {"archived": True}]
-
-    def get_url(self, context: Context | None) -> str:
-        if context and context.get("archived"):
-            return f"{self.url_base}{self.archived_path}"
-        return super().get_url(context)
-
-    def post_process(self, row: dict, context: Context | None = None) -> dict | None:
-        row.setdefault("is_archived", bool(context and context.get("archived")))
-        return super().post_process(row, context)
 
 
 class DealsStream(ArchivableMixin, IncrementalV2Stream):
@@ -148,7 +109,7 @@ class ActivityTypesStream(V1Stream):
     path = "/activityTypes"
 
 
-STREAM_TYPES: tuple[type[PipedriveStream], ...] = (
+CORE_STREAMS: tuple[type[PipedriveStream], ...] = (
     DealsStream,
     PersonsStream,
     OrganizationsStream,
