@@ -1,0 +1,1 @@
+"""Test fixtures shared across test modules: PostgreSQL server, Meltano runner."""
