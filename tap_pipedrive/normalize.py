@@ -48,12 +48,12 @@ def to_rfc3339(value: object) -> str | None:
     length = len(value)
     if value.startswith(_EMPTY_DATE_PREFIXES) or value[5:7] == "00" or value[8:10] == "00":
         return None
-    if length == 20 and value[10] == "T" and value[19] == "Z":
+    if length == 20 and value[10] == "T" and value[19] == "Z" and _plausible(value):
         return value
-    if length == 24 and value[10] == "T" and value.endswith(".000Z"):
+    if length == 24 and value[10] == "T" and value.endswith(".000Z") and _plausible(value):
         # Same instant as the short form; one spelling keeps bookmarks comparable as text.
         return f"{value[:19]}Z"
-    if length == 19 and value[10] == " " and value[4] == "-":
+    if length == 19 and value[10] == " " and _plausible(value):
         return f"{value[:10]}T{value[11:]}Z"
     if length == 10 and value[4] == "-" and value[7] == "-":
         # A bare date where a timestamp is declared: midnight UTC.
@@ -63,6 +63,20 @@ def to_rfc3339(value: object) -> str | None:
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=timezone.utc)
     return parsed.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+def _plausible(value: str) -> bool:
+    """Cheap range check of ``YYYY-MM-DD?HH:MM:SS`` by text comparison (no parsing)."""
+    return (
+        value[:4].isdigit()
+        and value[4] == "-"
+        and value[7] == "-"
+        and "01" <= value[5:7] <= "12"
+        and "01" <= value[8:10] <= "31"
+        and "00" <= value[11:13] <= "23"
+        and "00" <= value[14:16] <= "59"
+        and "00" <= value[17:19] <= "60"
+    )
 
 
 def to_date(value: object) -> str | None:
