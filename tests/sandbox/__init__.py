@@ -1,0 +1,32 @@
+"""A local, deterministic fake of the Pipedrive API (v1, v2 and OAuth) for tests and demos.
+
+Stdlib only, so it runs in any virtualenv::
+
+    from tests.sandbox import Sandbox
+
+    with Sandbox(seed=1, scale=1.0) as sb:
+        sb.url                      # "http://127.0.0.1:<port>"
+        sb.dataset["deals"]         # canonical records
+        sb.expected_counts()        # records a full sync delivers, per stream
+        sb.faults.add("burst_429", path=r"/api/v2/deals", count=2)
+
+Or from another process: ``python -m tests.sandbox --port 0`` prints the URL and serves until
+SIGTERM; the ``/_sandbox/*`` control plane exposes counts, datasets, mutations and faults.
+
+Conventions worth knowing:
+
+* ``dataset`` values are lists rebuilt while an entity changes; treat them as read-only and
+  change data through ``update_record`` / ``delete_record`` / ``add_record``.
+* ``dataset`` holds every record, including soft-deleted ones; ``expected_counts()`` counts
+  what the API lists: all deals (open, won, lost, deleted and archived), and for every other
+  stream the records that are not deleted (archived leads and projects included).
+* Child streams (followers, deal products, flows ...) only exist for parents that are not
+  deleted.  Their dataset rows carry the parent id (``deal_id``, ``person_id`` ...) even where
+  the API row does not.
+"""
+
+from __future__ import annotations
+
+from tests.sandbox.core import Sandbox
+
+__all__ = ["Sandbox"]

@@ -1,0 +1,381 @@
+"""The :class:`Sandbox`: a local, deterministic fake of the Pipedrive API (v1, v2, OAuth)."""
+
+from __future__ import annotations
+
+import copy
+import random
+import threading
+import time
+from datetime import datetime, timezone
+from typing import Any
+
+from tests.sandbox.data import FIELD_ENTITIES, Dataset, Table, World
+from tests.sandbox.faults import FaultRegistry
+from tests.sandbox.fields import v1_flat, v2_value
+from tests.sandbox.listing import Lister
+from tests.sandbox.oauth import OAuthState, _same
+from tests.sandbox.server import BurstLimiter, RequestRecord, SandboxServer
+from tests.sandbox.util import CLOCK_START, FORMATTERS, mix_seed
+
+# Entity names accepted by add_custom_field -> field set.
+FIELD_SET_OF = {
+    "deals": "deal",
+    "deal": "deal",
+    "leads": "deal",
+    "persons": "person",
+    "person": "person",
+    "organizations": "organization",
+    "organization": "organization",
+    "products": "product",
+    "product": "product",
+    "projects": "project",
+    "project": "project",
+}
+
+
+class Sandbox:
+    """A Pipedrive look-alike served on 127.0.0.1 (see ``tests/sandbox/__init__.py``)."""
+
+    def __init__(
+        self,
+        seed: int = 1,
+        scale: float = 1.0,
+        api_token: str = "sandbox-api-token",
+        client_id: str = "sandbox-client-id",
+        client_secret: str = "sandbox-client-secret",
+        access_token_ttl: float = 3600,
+        rotate_refresh_tokens: bool = True,
+        latency: float = 0.0,
+        burst_limit: int | None = 80,
+        burst_window: float = 2.0,
+        daily_budget: int | None = None,
+        port: int = 0,
+    ) -> None:
+        if scale <= 0:
+            raise ValueError(f"scale must be > 0, got {scale}")
+        if burst_limit is not None and burst_limit < 1:
+            raise ValueError(f"burst_limit must be >= 1 or None, got {burst_limit}")
+        self.seed = seed
+        self.scale = scale
+        self.latency = latency
+        self.burst_limit = burst_limit
+        self.daily_budget = daily_budget
+        self.port = port
+        self._api_token = api_token
+        self._lock = threading.Lock()
+        self._t0 = time.monotonic()
+        self._clock_offset = 0.0
+        self._last_stamp = 0
+        self.world = World(seed, scale)
+        self.dataset = Dataset(self.world)
+        self.lister = Lister(self.world)
+        self.faults = FaultRegistry()
+        self.limiter = BurstLimiter(burst_limit, burst_window)
+        self.oauth = OAuthState(
+            client_id,
+            client_secret,
+            api_token,
+            access_token_ttl,
+            rotate_refresh_tokens,
+            self._clock,
+        )
+        self.requests: list[RequestRecord] = []
+        self.token_calls: list[dict[str, Any]] = []
+        self.tokens_spent = 0
+        self._daily_spent = 0
+        self._rate_limited = 0
+        self._server: SandboxServer | None = None
+        self._thread: threading.Thread | None = None
+
+    # ---- lifecycle -------------------------------------------------------------------------
+    def start(self) -> Sandbox:
+        if self._server is not None:
+            return self
+        self._server = SandboxServer(self, self.port)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.1},
+            name="pipedrive-sandbox",
+            daemon=True,
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        server, self._server = self._server, None
+        if server is not None:
+            server.shutdown()
+            server.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+
+    def __enter__(self) -> Sandbox:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    @property
+    def url(self) -> str:
+        if self._server is None:
+            raise RuntimeError("the sandbox is not running; call start() first")
+        return f"http://127.0.0.1:{self._server.server_port}"
+
+    # ---- clock -------------------------------------------------------------------------------
+    def _clock(self) -> float:
+        return CLOCK_START + (time.monotonic() - self._t0) + self._clock_offset
+
+    def now(self) -> datetime:
+        return datetime.fromtimestamp(max(self._clock(), self._last_stamp), tz=timezone.utc)
+
+    def advance_clock(self, seconds: float) -> None:
+        """Move the sandbox clock forward (OAuth code and access token expiry use it)."""
+        self._clock_offset += seconds
+
+    def _stamp(self) -> int:
+        with self._lock:
+            self._last_stamp = max(int(self._clock()), self._last_stamp + 1)
+            return self._last_stamp
+
+    # ---- auth, budget, logs (used by the HTTP handler) ----------------------------------------
+    def check_api_token(self, token: str) -> bool:
+        return _same(token, self._api_token)
+
+    def issue_refresh_token(self) -> str:
+        return self.oauth.issue_refresh_token()
+
+    def expire_access_tokens(self) -> None:
+        self.oauth.expire_access_tokens()
+
+    def budget_allows(self, cost: int) -> bool:
+        with self._lock:
+            return self.daily_budget is None or self._daily_spent + cost <= self.daily_budget
+
+    def charge(self, cost: int) -> None:
+        with self._lock:
+            self.tokens_spent += cost
+            self._daily_spent += cost
+
+    def reset_daily_budget(self) -> None:
+        with self._lock:
+            self._daily_spent = 0
+
+    def count_429(self) -> None:
+        with self._lock:
+            self._rate_limited += 1
+
+    def log_request(self, record: RequestRecord) -> None:
+        with self._lock:
+            self.requests.append(record)
+
+    def log_token_call(self, grant_type: str, status: int, error: str | None) -> None:
+        with self._lock:
+            self.token_calls.append(
+                {"grant_type": grant_type, "status": status, "error": error, "time": time.time()}
+            )
+
+    def clear_requests(self) -> None:
+        with self._lock:
+            self.requests.clear()
+
+    def stats(self) -> dict[str, Any]:
+        with self._lock:
+            return {
+                "requests": len(self.requests),
+                "tokens_spent": self.tokens_spent,
+                "daily_tokens_spent": self._daily_spent,
+                "rate_limited": self._rate_limited,
+                "token_calls": len(self.token_calls),
+            }
+
+    def expected_counts(self) -> dict[str, int]:
+        """Per stream: how many records a full sync delivers (see README in this package)."""
+        return self.world.expected_counts()
+
+    # ---- mutations -----------------------------------------------------------------------------
+    def _table(self, entity: str) -> Table:
+        table = self.world.tables.get(entity)
+        if table is None:
+            raise ValueError(
+                f"entity {entity!r} cannot be mutated; choose one of {sorted(self.world.tables)}"
+            )
+        return table
+
+    def _pos(self, table: Table, record_id: Any) -> int:
+        pos = table.pos_of(record_id)
+        if pos is None:
+            raise KeyError(f"{table.entity.name} id {record_id!r} does not exist")
+        return pos
+
+    def _store(self, table: Table, pos: int, record: dict[str, Any], stamp: int) -> dict[str, Any]:
+        entity = table.entity
+        fmt = FORMATTERS[entity.time_style]
+        if "update_time" in record or entity.time_style != "v1":
+            record["update_time"] = fmt(stamp)
+        elif "modified" in record:
+            record["modified"] = fmt(stamp)
+        table.upd_ts[pos] = stamp
+        if entity.statuses and record.get("status") in entity.statuses:
+            table.status[pos] = entity.statuses.index(record["status"])
+        if entity.deleted_status is not None:
+            deleted = table.status[pos] == entity.deleted_status
+        else:
+            deleted = bool(record.get("is_deleted")) or record.get("active_flag") is False
+        table.deleted[pos] = 1 if deleted else 0
+        if "is_deleted" in record:
+            record["is_deleted"] = deleted
+        table.archived[pos] = 1 if record.get("is_archived") else 0
+        table.overrides[pos] = record
+        table.cache.pop(pos, None)
+        table.touch(pos)
+        return copy.deepcopy(record)
+
+    def update_record(self, entity: str, id: Any, **changes: Any) -> dict[str, Any]:
+        """Apply ``changes``; update_time becomes :meth:`now` (later than any other)."""
+        world = self.world
+        with world.lock:
+            table = self._table(entity)
+            pos = self._pos(table, id)
+            record = copy.deepcopy(table.record(pos))
+            if table.entity.deleted_status is not None:
+                deleted_name = table.entity.statuses[table.entity.deleted_status]
+                if changes.get("is_deleted") is True:
+                    changes.setdefault("status", deleted_name)
+                elif changes.get("is_deleted") is False and record.get("status") == deleted_name:
+                    changes.setdefault("status", "open")
+            record.update(changes)
+            return self._store(table, pos, record, self._stamp())
+
+    def delete_record(self, entity: str, id: Any) -> dict[str, Any]:
+        """Soft delete (``is_deleted`` / ``status=deleted`` for deals) with a new update_time."""
+        table = self._table(entity)
+        changes: dict[str, Any] = {"is_deleted": True}
+        if table.entity.deleted_status is not None:
+            changes["status"] = table.entity.statuses[table.entity.deleted_status]
+        with self.world.lock:
+            record = table.record(self._pos(table, id))
+            if "active_flag" in record:
+                changes["active_flag"] = False
+            if "is_deleted" not in record:
+                changes.pop("is_deleted")
+                if "active_flag" not in record:
+                    changes["is_deleted"] = True  # no flag of its own: hidden from lists
+        return self.update_record(entity, id, **changes)
+
+    def add_record(self, entity: str, **fields: Any) -> dict[str, Any]:
+        """Create a record (new id, add_time = update_time = now) from generated defaults."""
+        world = self.world
+        with world.lock:
+            table = self._table(entity)
+            stamp = self._stamp()
+            rng = random.Random(mix_seed(self.seed, entity, "added", len(table)))
+            pos = table._append_index(table._new_id(rng, len(table)), stamp, stamp, 0, False, False)
+            record = table.build(pos)
+            record.update(fields)
+            fmt = FORMATTERS[table.entity.time_style]
+            if "add_time" in record:
+                record["add_time"] = fmt(stamp)
+            if "id" in record or table.int_ids:
+                record["id"] = table.ids[pos]
+            return self._store(table, pos, record, stamp)
+
+    def add_custom_field(
+        self, entity: str, name: str, field_type: str, options: list[str] | None = None
+    ) -> dict[str, Any]:
+        """A new custom field on the entity's ``*Fields`` plus values on its records."""
+        set_name = FIELD_SET_OF.get(entity)
+        if set_name is None:
+            raise ValueError(
+                f"entity {entity!r} has no custom fields; choose one of {sorted(FIELD_SET_OF)}"
+            )
+        world = self.world
+        with world.lock:
+            definition = world.fields.add_custom(set_name, name, field_type, options)
+            for table in world.tables.values():
+                flat = table.entity.flat_field_set == set_name
+                if table.entity.field_set != set_name and not flat:
+                    continue
+                for pos, record in table.overrides.items():
+                    rng = random.Random(mix_seed(self.seed, definition.code, pos))
+                    present, value = v2_value(definition, rng, world.refs)
+                    if not present:
+                        continue
+                    if flat:
+                        record.update(v1_flat(definition, value))
+                    else:
+                        record.setdefault("custom_fields", {})[definition.code] = value
+                table.forget_all()
+            return definition.v2_item()
+
+    # ---- control plane (HTTP /_sandbox/*) --------------------------------------------------------
+    def control(
+        self, method: str, name: str, payload: dict[str, Any], query: dict[str, str]
+    ) -> Any:
+        if method == "GET" and name == "counts":
+            return self.expected_counts()
+        if method == "GET" and name.startswith("dataset/"):
+            entity = name[len("dataset/") :]
+            if entity not in self.world.entity_names():
+                raise KeyError(entity)
+            return self.dataset[entity]
+        if method == "GET" and name == "requests":
+            return [record.to_dict() for record in list(self.requests)]
+        if method == "DELETE" and name == "requests":
+            self.clear_requests()
+            return {"cleared": True}
+        if method == "GET" and name == "stats":
+            return self.stats()
+        if method == "GET" and name == "faults":
+            return self.faults.active()
+        if method == "POST" and name == "faults":
+            params = dict(payload)
+            kind = params.pop("kind", None)
+            if not kind:
+                raise ValueError("fault needs a 'kind'")
+            self.faults.add(kind, **params)
+            return {"added": kind}
+        if method == "POST" and name == "faults/random_mix":
+            self.faults.random_mix(int(payload.get("seed", 0)), float(payload.get("rate", 0.1)))
+            return {"added": "random_mix"}
+        if method == "DELETE" and name == "faults":
+            self.faults.clear()
+            return {"cleared": True}
+        if method == "POST" and name == "mutate":
+            return self._mutate(payload)
+        if method == "POST" and name == "clock":
+            self.advance_clock(float(payload.get("advance", 0)))
+            return {"now": self.now().isoformat()}
+        if method == "POST" and name == "expire_tokens":
+            self.expire_access_tokens()
+            return {"expired": True}
+        if method == "POST" and name == "reset_daily_budget":
+            self.reset_daily_budget()
+            return {"reset": True}
+        if method == "POST" and name == "refresh_token":
+            return {"refresh_token": self.issue_refresh_token()}
+        raise KeyError(f"{method} /_sandbox/{name}")
+
+    def _mutate(self, payload: dict[str, Any]) -> Any:
+        action = payload.get("action")
+        entity = payload.get("entity", "")
+        changes = payload.get("changes") or {}
+        if action == "update":
+            return self.update_record(entity, payload.get("id"), **changes)
+        if action == "delete":
+            return self.delete_record(entity, payload.get("id"))
+        if action == "add":
+            return self.add_record(entity, **changes)
+        if action == "add_custom_field":
+            return self.add_custom_field(
+                entity,
+                payload.get("name", ""),
+                payload.get("field_type", ""),
+                payload.get("options"),
+            )
+        raise ValueError(
+            f"unknown mutate action {action!r} (update, delete, add, add_custom_field)"
+        )
+
+
+__all__ = ["FIELD_ENTITIES", "Sandbox"]
