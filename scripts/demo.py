@@ -1,0 +1,209 @@
+"""End-to-end demo: sandbox API -> tap-pipedrive -> Meltano -> target-jsonl.
+
+Starts the local Pipedrive sandbox, runs ``meltano run --full-refresh tap-pipedrive
+target-jsonl`` against it, prints the rows loaded per stream next to the sandbox's
+expected counts and exits 1 on any difference. ``make demo`` installs everything
+first and then runs this script.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import selectors
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Mapping
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+if str(REPO_ROOT) not in sys.path:
+    # Run as a file (python scripts/demo.py), so the repository root is not on the path.
+    sys.path.insert(0, str(REPO_ROOT))
+
+from tests.support.meltano import (  # noqa: E402
+    MeltanoUnavailableError,
+    clean_environment,
+    find_meltano,
+    sandbox_tap_environment,
+)
+
+WORK_DIR = REPO_ROOT / ".demo"
+DEFAULT_OUTPUT = REPO_ROOT / "output" / "demo"
+LOADER = "target-jsonl"
+SANDBOX_START_TIMEOUT = 60.0
+RUN_TIMEOUT = 1200.0
+
+
+class DemoError(Exception):
+    """A failure reported to the user as one line."""
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="scripts/demo.py", description=__doc__)
+    parser.add_argument("--seed", type=int, default=1, help="sandbox data seed (default 1)")
+    parser.add_argument("--scale", type=float, default=1.0, help="sandbox size (default 1)")
+    parser.add_argument(
+        "--output",
+        type=Path,
+        default=DEFAULT_OUTPUT,
+        help="directory for the <stream>.jsonl files (default output/demo)",
+    )
+    args = parser.parse_args(argv)
+    if args.scale <= 0:
+        parser.error(f"--scale must be > 0, got {args.scale}")
+    return args
+
+
+def start_sandbox(seed: int, scale: float, log_path: Path) -> tuple[subprocess.Popen[str], str]:
+    """Start ``python -m tests.sandbox`` and return the process and its base URL."""
+    with log_path.open("w", encoding="utf-8") as log:
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "tests.sandbox",
+                "--port",
+                "0",
+                "--seed",
+                str(seed),
+                "--scale",
+                str(scale),
+            ],
+            cwd=REPO_ROOT,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=log,
+            text=True,
+        )
+    assert process.stdout is not None
+    with selectors.DefaultSelector() as selector:
+        selector.register(process.stdout, selectors.EVENT_READ)
+        ready = selector.select(timeout=SANDBOX_START_TIMEOUT)
+    url = process.stdout.readline().strip() if ready else ""
+    if not url.startswith("http://127.0.0.1:"):
+        stop_process(process)
+        raise DemoError(f"the sandbox did not start (see {log_path})")
+    return process, url
+
+
+def stop_process(process: subprocess.Popen[str]) -> None:
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def expected_counts(sandbox_url: str) -> dict[str, int]:
+    with urllib.request.urlopen(f"{sandbox_url}/_sandbox/counts", timeout=30) as response:  # noqa: S310 - loopback URL printed by our own sandbox
+        counts = json.load(response)
+    return {str(stream): int(count) for stream, count in counts.items()}
+
+
+def clear_previous_output(output: Path) -> None:
+    """Remove earlier <stream>.jsonl files: target-jsonl appends to existing files."""
+    output.mkdir(parents=True, exist_ok=True)
+    for previous in output.glob("*.jsonl"):
+        previous.unlink()
+
+
+def run_meltano(sandbox_url: str, output: Path, log_path: Path) -> None:
+    meltano = find_meltano()
+    env = clean_environment(
+        {
+            # A private system database keeps demo runs out of the project's own state.
+            "MELTANO_DATABASE_URI": f"sqlite:///{WORK_DIR / 'meltano.db'}",
+            "TARGET_JSONL_DESTINATION_PATH": str(output),
+            **sandbox_tap_environment(sandbox_url),
+        }
+    )
+    command = [str(meltano), "run", "--full-refresh", "tap-pipedrive", LOADER]
+    print(f"$ meltano run --full-refresh tap-pipedrive {LOADER}   (log: {log_path})", flush=True)
+    started = time.monotonic()
+    with log_path.open("w", encoding="utf-8") as log:
+        result = subprocess.run(
+            command,
+            cwd=REPO_ROOT,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            timeout=RUN_TIMEOUT,
+            check=False,
+        )
+    if result.returncode != 0:
+        tail = log_path.read_text(encoding="utf-8", errors="replace").splitlines()[-15:]
+        print("\n".join(tail), file=sys.stderr)
+        raise DemoError(f"meltano run failed with exit code {result.returncode} (see {log_path})")
+    print(f"  finished in {time.monotonic() - started:.1f}s", flush=True)
+
+
+def loaded_counts(output: Path) -> dict[str, int]:
+    """Rows per stream in the loader's output; every line must be one JSON object."""
+    counts: dict[str, int] = {}
+    for path in sorted(output.glob("*.jsonl")):
+        with path.open(encoding="utf-8") as lines:
+            for number, line in enumerate(lines, start=1):
+                if not isinstance(json.loads(line), dict):
+                    raise DemoError(f"{path}:{number} is not a JSON object")
+                counts[path.stem] = number
+    return counts
+
+
+def compare(loaded: Mapping[str, int], expected: Mapping[str, int]) -> tuple[list[str], list[str]]:
+    """A table of loaded vs expected rows per stream, and the streams that differ.
+
+    A stream missing on either side counts as zero there, so a stream the tap never
+    emitted and one the sandbox does not know about are both differences.
+    """
+    streams = sorted({*loaded, *expected})
+    width = max((len(stream) for stream in streams), default=6)
+    table = [f"{'stream':<{width}}  {'loaded':>7}  {'expected':>8}"]
+    mismatched = []
+    for stream in streams:
+        got, want = loaded.get(stream, 0), expected.get(stream, 0)
+        if got != want:
+            mismatched.append(stream)
+        verdict = "ok" if got == want else "MISMATCH"
+        table.append(f"{stream:<{width}}  {got:>7}  {want:>8}  {verdict}")
+    return table, mismatched
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    output: Path = args.output.resolve()
+    WORK_DIR.mkdir(exist_ok=True)
+    try:
+        find_meltano()
+        clear_previous_output(output)
+        sandbox, url = start_sandbox(args.seed, args.scale, WORK_DIR / "sandbox.log")
+        try:
+            print(f"sandbox (seed {args.seed}, scale {args.scale}) listening on {url}")
+            expected = expected_counts(url)
+            run_meltano(url, output, WORK_DIR / "meltano-run.log")
+        finally:
+            stop_process(sandbox)
+        table, mismatched = compare(loaded_counts(output), expected)
+    except (DemoError, MeltanoUnavailableError, OSError, ValueError) as failure:
+        print(f"demo failed: {failure}", file=sys.stderr)
+        return 2
+    print(f"\nrows loaded into {output}:")
+    print("\n".join(table))
+    if mismatched:
+        print(
+            f"\n{len(mismatched)} stream(s) differ from the sandbox's expected counts: "
+            + ", ".join(mismatched),
+            file=sys.stderr,
+        )
+        return 1
+    print(f"\nall {len(table) - 1} streams match the sandbox's expected counts")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,126 @@
+"""`make demo` end to end: sandbox -> tap -> Meltano -> target-jsonl, checked independently."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+from collections import Counter
+
+import pytest
+
+from tests.sandbox import Sandbox
+from tests.support.meltano import REPO_ROOT, MeltanoProject
+
+DEMO_SCRIPT = REPO_ROOT / "scripts" / "demo.py"
+DEMO_SEED = 1
+DEMO_SCALE = 1.0
+
+
+def _load_demo_module():
+    spec = importlib.util.spec_from_file_location("demo_script", DEMO_SCRIPT)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+demo = _load_demo_module()
+
+
+def test_demo_loads_exactly_what_the_sandbox_serves(meltano: MeltanoProject, tmp_path):
+    result = subprocess.run(
+        [sys.executable, str(DEMO_SCRIPT), "--output", str(tmp_path)],
+        cwd=REPO_ROOT,
+        env=meltano.environment({"MELTANO_BIN": str(meltano.executable)}),
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=1500,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "streams match the sandbox's expected counts" in result.stdout
+
+    # Recount from the files and from a sandbox built here, not from the demo's report.
+    expected = Sandbox(seed=DEMO_SEED, scale=DEMO_SCALE).expected_counts()
+    records = {
+        path.stem: [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+        for path in tmp_path.glob("*.jsonl")
+    }
+    loaded = {stream: len(rows) for stream, rows in records.items()}
+    assert loaded == {stream: count for stream, count in expected.items() if count}
+    for stream, rows in records.items():
+        duplicated = [
+            key for key, seen in Counter(row.get("id") for row in rows).items() if seen > 1
+        ]
+        assert duplicated == [], f"{stream} has duplicate ids"
+    # Nested values arrive as JSON structures, not as their string forms.
+    assert any(
+        isinstance(value, (dict, list)) for row in records["deals"] for value in row.values()
+    )
+    assert any(not value.isascii() for row in records["persons"] for value in _strings(row))
+
+
+def _strings(value):
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from _strings(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _strings(item)
+
+
+def test_compare_flags_missing_extra_and_different_streams():
+    table, mismatched = demo.compare(
+        loaded={"deals": 5, "persons": 3, "surprise": 1},
+        expected={"deals": 5, "persons": 4, "stages": 2, "mail_threads": 0},
+    )
+    assert mismatched == ["persons", "stages", "surprise"]
+    assert [line.split()[0] for line in table] == [
+        "stream",
+        "deals",
+        "mail_threads",
+        "persons",
+        "stages",
+        "surprise",
+    ]
+    assert table[1].split() == ["deals", "5", "5", "ok"]
+    assert table[4].split() == ["stages", "0", "2", "MISMATCH"]
+
+
+def test_compare_accepts_identical_counts():
+    _, mismatched = demo.compare({"deals": 2000, "users": 12}, {"deals": 2000, "users": 12})
+    assert mismatched == []
+
+
+def test_previous_output_is_cleared_but_other_files_are_kept(tmp_path):
+    (tmp_path / "deals.jsonl").write_text('{"id": 1}\n{"id": 2}\n', encoding="utf-8")
+    (tmp_path / "notes.txt").write_text("keep me", encoding="utf-8")
+    demo.clear_previous_output(tmp_path)
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["notes.txt"]
+    assert demo.loaded_counts(tmp_path) == {}
+
+
+def test_loaded_counts_rejects_lines_that_are_not_records(tmp_path):
+    (tmp_path / "deals.jsonl").write_text('{"id": 1}\n[1, 2]\n', encoding="utf-8")
+    with pytest.raises(demo.DemoError, match=r"deals.jsonl:2 is not a JSON object"):
+        demo.loaded_counts(tmp_path)
+
+
+def test_bad_scale_is_one_clear_line():
+    result = subprocess.run(
+        [sys.executable, str(DEMO_SCRIPT), "--scale", "0"],
+        cwd=REPO_ROOT,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert "--scale must be > 0, got 0.0" in result.stderr
+    assert "Traceback" not in result.stderr
