@@ -2,4 +2,41 @@
 
 from __future__ import annotations
 
-pytest_plugins = ["tests.support.meltano", "tests.support.postgres"]
+pytest_plugins = ["tests.support.meltano", "tests.support.oauth", "tests.support.postgres"]
+
+import pytest  # noqa: E402
+
+SANDBOX_SCALE = 0.2
+
+
+@pytest.fixture(autouse=True)
+def _private_token_store(tmp_path_factory, monkeypatch):
+    """OAuth runs persist tokens in a per-user store: keep tests away from the real one."""
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path_factory.mktemp("xdg-data")))
+    monkeypatch.delenv("MELTANO_PROJECT_ROOT", raising=False)
+
+
+@pytest.fixture
+def sandbox():
+    """A fresh sandbox per test, so mutations and faults never leak between tests."""
+    from tests.sandbox import Sandbox
+
+    with Sandbox(seed=1, scale=SANDBOX_SCALE) as sb:
+        yield sb
+
+
+@pytest.fixture
+def api_config(sandbox) -> dict:
+    """Tap config that reads the sandbox with its API token."""
+    return {"api_token": sandbox.api_token, "api_url": sandbox.url}
+
+
+@pytest.fixture
+def oauth_config(sandbox) -> dict:
+    """Tap config in OAuth refresh-token mode against the sandbox."""
+    return {
+        "client_id": sandbox.client_id,
+        "client_secret": sandbox.client_secret,
+        "refresh_token": sandbox.issue_refresh_token(),
+        "oauth_url": sandbox.url,
+    }
