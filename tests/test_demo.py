@@ -11,7 +11,7 @@ from collections import Counter
 import pytest
 
 from tests.sandbox import Sandbox
-from tests.support.meltano import REPO_ROOT, MeltanoProject
+from tests.support.meltano import REPO_ROOT, SANDBOX_API_TOKEN, MeltanoProject
 
 DEMO_SCRIPT = REPO_ROOT / "scripts" / "demo.py"
 DEMO_SEED = 1
@@ -42,6 +42,8 @@ def test_demo_loads_exactly_what_the_sandbox_serves(meltano: MeltanoProject, tmp
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "streams match the sandbox's expected counts" in result.stdout
+    run_log = (REPO_ROOT / ".demo" / "meltano-run.log").read_text(encoding="utf-8")
+    assert SANDBOX_API_TOKEN not in run_log + result.stdout + result.stderr
 
     # Recount from the files and from a sandbox built here, not from the demo's report.
     expected = Sandbox(seed=DEMO_SEED, scale=DEMO_SCALE).expected_counts()

@@ -6,7 +6,7 @@ import psycopg
 import pytest
 
 from tests.sandbox import Sandbox
-from tests.support.meltano import MeltanoProject, sandbox_tap_environment
+from tests.support.meltano import SANDBOX_API_TOKEN, MeltanoProject, sandbox_tap_environment
 from tests.support.postgres import PostgresServer
 
 SCHEMA = "pipedrive"
@@ -48,7 +48,8 @@ def test_full_then_incremental_sync_into_postgres(
     run = ("run", "--state-id-suffix", postgres_database.database)
     first = meltano.run(*run, "tap-pipedrive", "target-postgres", env=env)
     assert first.returncode == 0, first.stderr[-4000:]
-    assert postgres_database.password not in first.stdout + first.stderr
+    for secret in (postgres_database.password, SANDBOX_API_TOKEN):
+        assert secret not in first.stdout + first.stderr
     assert _nonzero(_row_counts(postgres_database)) == _nonzero(running_sandbox.expected_counts())
 
     deal_id = running_sandbox.dataset["deals"][0]["id"]
