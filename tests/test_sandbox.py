@@ -66,7 +66,9 @@ def read_all_v2(http, sb, path, **params) -> list[dict[str, Any]]:
             query["cursor"] = cursor
         body = get(http, sb, path, **query).json()
         assert body["success"] is True
-        rows.extend(body["data"])
+        if path.startswith("/api/v2"):
+            assert isinstance(body["data"], list), "v2 answers [] (never null)"
+        rows.extend(body["data"] or [])  # v1 answers null for an empty page
         cursor = body["additional_data"]["next_cursor"]
         if not cursor:
             return rows
@@ -85,7 +87,11 @@ def read_all_v1(http, sb, path, **params) -> tuple[list[dict[str, Any]], list[di
         additional = body.get("additional_data") or {}
         envelopes.append(additional)
         pagination = additional.get("pagination") or additional
-        if not data or not pagination.get("more_items_in_collection"):
+        if pagination:
+            more = pagination.get("more_items_in_collection")
+        else:  # endpoints that page but declare no pagination: a full page means "maybe more"
+            more = len(data) >= int(params.get("limit", 100))
+        if not data or not more:
             return rows, envelopes
         start = pagination.get("next_start", start + len(data))
     raise AssertionError("paging did not end")
@@ -836,6 +842,9 @@ def test_cli_prints_url_and_stops_on_sigterm():
     )
     try:
         line = process.stdout.readline().strip()
+        if not line:
+            process.wait(timeout=10)
+            pytest.fail(f"no URL printed; stderr: {process.stderr.read()}")
         assert re.fullmatch(r"http://127\.0\.0\.1:\d+", line)
         with requests.Session() as client:
             answer = client.get(line + "/v1/users", headers={"x-api-token": API_TOKEN}, timeout=10)
@@ -887,3 +896,301 @@ def test_shapes_file_is_current_with_the_specs():
     from tests.sandbox.generate_shapes import generate
 
     assert generate(SPEC_DIR) == SHAPES
+
+
+# ---- secondary endpoints -----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    """A small world, so that per-parent endpoints can be walked completely and quickly."""
+    with Sandbox(seed=4, scale=0.05, burst_limit=None) as sandbox:
+        yield sandbox
+
+
+def _served_path(endpoint) -> str:
+    return ("/api/v2" if endpoint.version == "v2" else "/v1") + endpoint.path
+
+
+@pytest.mark.parametrize("endpoint", ENDPOINTS, ids=lambda e: e.key)
+def test_every_endpoint_answers_with_its_envelope(tiny, http, endpoint):
+    path = _served_path(endpoint)
+    if endpoint.parent:
+        parent = next(
+            row
+            for row in tiny.dataset[endpoint.parent]
+            if not row.get("is_deleted") and row.get("status") != "deleted"
+        )
+        path = path.replace("{id}", str(parent["id"]))
+    relationship = tiny.dataset["organization_relationships"][0]
+    required = {
+        "deal_ids": "1,2,3",
+        "folder": "inbox",
+        "board_id": "1",
+        "org_id": str(relationship["rel_owner_org_id"]["value"]),
+    }
+    params = {name: required[name] for name in endpoint.required}
+    answer = get(http, tiny, path, **params)
+    assert answer.status_code == 200, answer.text
+    assert answer.headers["Content-Type"].startswith("application/json")
+    assert {"x-ratelimit-limit", "x-ratelimit-remaining", "x-ratelimit-reset"} <= set(
+        answer.headers
+    )
+    body = answer.json()
+    assert body["success"] is True
+    data = body["data"]
+    if endpoint.envelope == "object":
+        assert isinstance(data, dict)
+    elif endpoint.data_path:
+        assert isinstance(data[endpoint.data_path[0]], list)
+    else:
+        assert isinstance(data, list) or (data is None and endpoint.version == "v1")
+    additional = body.get("additional_data")
+    if endpoint.envelope == "cursor":
+        assert "next_cursor" in additional
+    elif endpoint.envelope in ("nested", "nested_no_next"):
+        assert set(additional["pagination"]) >= {"start", "limit", "more_items_in_collection"}
+    elif endpoint.envelope == "flat":
+        assert set(additional) == {"start", "limit", "more_items_in_collection"}
+    else:
+        assert additional is None
+
+
+def test_required_parameters_and_their_limits(tiny, http):
+    for path in (
+        "/v1/mailbox/mailThreads",
+        "/api/v2/deals/products",
+        "/api/v2/deals/installments",
+        "/api/v2/phases",
+        "/v1/organizationRelationships",
+    ):
+        answer = get(http, tiny, path)
+        assert answer.status_code == 400 and "required" in answer.json()["error"], path
+    assert get(http, tiny, "/v1/mailbox/mailThreads", folder="spam").status_code == 400
+    too_many = ",".join(str(n) for n in range(1, 102))
+    assert get(http, tiny, "/api/v2/deals/products", deal_ids=too_many).status_code == 400
+    assert get(http, tiny, "/api/v2/deals/999999/followers").status_code == 404
+    assert get(http, tiny, "/api/v2/nothing/here").status_code == 404
+
+
+def test_v1_nested_envelope_pages_with_next_start(sb, http):
+    rows, envelopes = read_all_v1(http, sb, "/v1/notes", limit=250)
+    assert len(rows) == sb.expected_counts(["notes"])["notes"]
+    assert len({row["id"] for row in rows}) == len(rows)
+    assert all("next_start" in env["pagination"] for env in envelopes[:-1])
+    assert "next_start" not in envelopes[-1]["pagination"]
+
+
+def test_v1_nested_envelope_without_next_start_and_clamped_limits(sb, http):
+    rows, envelopes = read_all_v1(http, sb, "/v1/callLogs", limit=500)
+    assert all(env["pagination"]["limit"] == 50 for env in envelopes)
+    assert all("next_start" not in env["pagination"] for env in envelopes)
+    assert len(rows) == sb.expected_counts(["call_logs"])["call_logs"]
+    assert all(isinstance(row["id"], str) and row["start_time"].endswith("Z") for row in rows)
+    files = get(http, sb, "/v1/files", limit=500).json()
+    assert len(files["data"]) == 100 and files["additional_data"]["pagination"]["limit"] == 100
+
+
+def test_leads_are_v1_with_uuid_ids_iso_times_and_flat_custom_fields(sb, http):
+    rows, _ = read_all_v1(http, sb, "/v1/leads", limit=100)
+    archived, _ = read_all_v1(http, sb, "/v1/leads/archived", limit=100)
+    assert archived and all(row["is_archived"] for row in archived)
+    assert not any(row["is_archived"] for row in rows)
+    assert len(rows) + len(archived) == sb.expected_counts(["leads"])["leads"]
+    uuid = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+    assert all(uuid.fullmatch(row["id"]) for row in rows)
+    assert all(
+        re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", row["update_time"]) for row in rows
+    )
+    adds = [ts(row["add_time"]) for row in rows]
+    assert adds == sorted(adds), "default order is oldest created first"
+    fields = {f["key"]: f for f in sb.dataset["lead_fields"] if f["edit_flag"]}
+    monetary = next(key for key, f in fields.items() if f["field_type"] == "monetary")
+    enum = next(key for key, f in fields.items() if f["field_type"] == "enum")
+    with_money = [row for row in rows if row.get(monetary) is not None]
+    assert with_money and all(isinstance(row[monetary + "_currency"], str) for row in with_money)
+    assert all(isinstance(row[enum], str) for row in rows if row.get(enum) is not None)
+    middle = sorted(row["update_time"] for row in rows)[len(rows) // 2]
+    since, _ = read_all_v1(http, sb, "/v1/leads", updated_since=middle)
+    assert {r["id"] for r in since} == {r["id"] for r in rows if r["update_time"] >= middle}
+    assert get(http, sb, "/v1/leads", sort="update_time DESC").json()["data"][0][
+        "update_time"
+    ] == max(row["update_time"] for row in rows)
+    assert get(http, sb, "/v1/leads", sort="colour ASC").status_code == 400
+
+
+def test_notes_filters_and_sort(sb, http):
+    rows, _ = read_all_v1(http, sb, "/v1/notes", sort="update_time ASC", limit=500)
+    keys = [(row["update_time"], row["id"]) for row in rows]
+    assert keys == sorted(keys)
+    boundary = rows[len(rows) // 2]["update_time"]
+    rfc3339 = boundary.replace(" ", "T") + "Z"
+    since, _ = read_all_v1(http, sb, "/v1/notes", updated_since=rfc3339, limit=500)
+    assert {r["id"] for r in since} == {r["id"] for r in rows if r["update_time"] >= boundary}
+    window, _ = read_all_v1(http, sb, "/v1/notes", start_date="2024-01-01", end_date="2024-01-31")
+    assert window and all(row["add_time"].startswith("2024-01") for row in window)
+    assert get(http, sb, "/v1/notes", updated_since="last week").status_code == 400
+
+
+def test_batch_deal_products_match_per_deal_data(tiny, http):
+    deal_ids = [d["id"] for d in tiny.dataset["deals"]][:100]
+    rows = read_all_v2(
+        http, tiny, "/api/v2/deals/products", deal_ids=",".join(map(str, deal_ids)), limit=7
+    )
+    expected = [row for row in tiny.dataset["deal_products"] if row["deal_id"] in deal_ids]
+    assert sorted(r["id"] for r in rows) == sorted(r["id"] for r in expected)
+    by_deal = read_all_v2(
+        http,
+        tiny,
+        "/api/v2/deals/products",
+        deal_ids="1,2,3",
+        sort_by="deal_id",
+        sort_direction="desc",
+    )
+    assert [r["deal_id"] for r in by_deal] == sorted((r["deal_id"] for r in by_deal), reverse=True)
+
+
+def _paged(http, sandbox, endpoint, path, **params):
+    if endpoint.paging == "none":
+        params.pop("limit", None)
+        data = get(http, sandbox, path, **params).json()["data"]
+        return data or []
+    if endpoint.paging == "cursor" and endpoint.version == "v2":
+        return read_all_v2(http, sandbox, path, **params)
+    if endpoint.paging == "cursor":  # v1 changelog: cursor paging inside a v1 envelope
+        return read_all_v2(http, sandbox, path, **params)
+    rows, _ = read_all_v1(http, sandbox, path, **params)
+    return rows
+
+
+def test_a_full_walk_of_the_api_delivers_the_expected_counts(tiny, http):
+    """Read every stream the way a tap would and compare with expected_counts()."""
+    by_key = {endpoint.key: endpoint for endpoint in ENDPOINTS}
+    delivered: dict[str, int] = {}
+
+    def walk(key, **params):
+        endpoint = by_key[key]
+        return _paged(http, tiny, endpoint, _served_path(endpoint), limit=3, **params)
+
+    every = "open,won,lost,deleted"
+    deals = walk("v2 /deals", status=every) + walk("v2 /deals/archived", status=every)
+    delivered["deals"] = len(deals)
+    simple = {
+        "persons": "v2 /persons",
+        "organizations": "v2 /organizations",
+        "activities": "v2 /activities",
+        "products": "v2 /products",
+        "pipelines": "v2 /pipelines",
+        "stages": "v2 /stages",
+        "users": "v1 /users",
+        "currencies": "v1 /currencies",
+        "activity_types": "v1 /activityTypes",
+        "deal_fields": "v2 /dealFields",
+        "person_fields": "v2 /personFields",
+        "organization_fields": "v2 /organizationFields",
+        "product_fields": "v2 /productFields",
+        "activity_fields": "v2 /activityFields",
+        "project_fields": "v2 /projectFields",
+        "note_fields": "v1 /noteFields",
+        "lead_fields": "v1 /leadFields",
+        "lead_labels": "v1 /leadLabels",
+        "lead_sources": "v1 /leadSources",
+        "notes": "v1 /notes",
+        "files": "v1 /files",
+        "call_logs": "v1 /callLogs",
+        "filters": "v1 /filters",
+        "roles": "v1 /roles",
+        "permission_sets": "v1 /permissionSets",
+        "webhooks": "v1 /webhooks",
+        "tasks": "v2 /tasks",
+        "boards": "v2 /boards",
+        "project_templates": "v2 /projectTemplates",
+    }
+    listed = {name: walk(key) for name, key in simple.items()}
+    delivered.update({name: len(rows) for name, rows in listed.items()})
+    delivered["goals"] = len(get(http, tiny, "/v1/goals/find").json()["data"]["goals"])
+    delivered["leads"] = len(walk("v1 /leads")) + len(walk("v1 /leads/archived"))
+    projects = walk("v2 /projects") + walk("v2 /projects/archived")
+    delivered["projects"] = len(projects)
+    threads = [
+        row
+        for folder in ("inbox", "drafts", "sent", "archive")
+        for row in walk("v1 /mailbox/mailThreads", folder=folder)
+    ]
+    delivered["mail_threads"] = len(threads)
+    delivered["phases"] = sum(len(walk("v2 /phases", board_id=b["id"])) for b in listed["boards"])
+    relationship_ids = set()
+    for org in listed["organizations"]:
+        for row in walk("v1 /organizationRelationships", org_id=org["id"]):
+            relationship_ids.add(row["id"])
+    delivered["organization_relationships"] = len(relationship_ids)
+    parents = {
+        "deals": deals,
+        "persons": listed["persons"],
+        "organizations": listed["organizations"],
+        "products": listed["products"],
+        "notes": listed["notes"],
+        "mail_threads": threads,
+        "roles": listed["roles"],
+        "permission_sets": listed["permission_sets"],
+    }
+    for endpoint in ENDPOINTS:
+        if endpoint.parent is None:
+            continue
+        total = 0
+        for parent in parents[endpoint.parent]:
+            path = _served_path(endpoint).replace("{id}", str(parent["id"]))
+            total += len(_paged(http, tiny, endpoint, path, limit=3))
+        delivered[endpoint.entity] = total
+    for name in ("deal_products", "deal_installments"):
+        key = f"v2 /deals/{name.split('_')[1]}"
+        ids = [d["id"] for d in deals]
+        delivered[name] = sum(
+            len(walk(key, deal_ids=",".join(map(str, ids[i : i + 100]))))
+            for i in range(0, len(ids), 100)
+        )
+    assert delivered == tiny.expected_counts()
+
+
+@pytest.mark.parametrize(
+    ("entity", "shape"),
+    [
+        ("leads", "v1 /leads"),
+        ("notes", "v1 /notes"),
+        ("files", "v1 /files"),
+        ("call_logs", "v1 /callLogs"),
+        ("mail_threads", "v1 /mailbox/mailThreads"),
+        ("mail_messages", "v1 /mailbox/mailThreads/{id}/mailMessages"),
+        ("filters", "v1 /filters"),
+        ("goals", "v1 /goals/find"),
+        ("roles", "v1 /roles"),
+        ("role_assignments", "v1 /roles/{id}/assignments"),
+        ("permission_sets", "v1 /permissionSets"),
+        ("permission_set_assignments", "v1 /permissionSets/{id}/assignments"),
+        ("webhooks", "v1 /webhooks"),
+        ("organization_relationships", "v1 /organizationRelationships"),
+        ("deal_flow", "v1 /deals/{id}/flow"),
+        ("deal_changelog", "v1 /deals/{id}/changelog"),
+        ("deal_participants", "v1 /deals/{id}/participants"),
+        ("note_comments", "v1 /notes/{id}/comments"),
+        ("lead_labels", "v1 /leadLabels"),
+        ("deal_products", "v2 /deals/products"),
+        ("deal_installments", "v2 /deals/installments"),
+        ("deal_followers", "v2 /deals/{id}/followers"),
+        ("product_variations", "v2 /products/{id}/variations"),
+        ("projects", "v2 /projects"),
+        ("tasks", "v2 /tasks"),
+        ("boards", "v2 /boards"),
+        ("phases", "v2 /phases"),
+        ("project_templates", "v2 /projectTemplates"),
+    ],
+)
+def test_secondary_records_carry_every_schema_property(tiny, entity, shape):
+    test_records_carry_every_schema_property_with_its_type(tiny, entity, shape)
+
+
+def test_deal_children_skip_deleted_deals(tiny):
+    deleted = {d["id"] for d in tiny.dataset["deals"] if d["status"] == "deleted"}
+    assert deleted
+    for name in ("deal_flow", "deal_followers", "deal_products", "deal_participants"):
+        assert not {row["deal_id"] for row in tiny.dataset[name]} & deleted, name

@@ -22,7 +22,10 @@ Conventions worth knowing:
   stream the records that are not deleted (archived leads and projects included).
 * Child streams (followers, deal products, flows ...) only exist for parents that are not
   deleted.  Their dataset rows carry the parent id (``deal_id``, ``person_id`` ...) even where
-  the API row does not.
+  the API row does not.  ``organization_relationships`` counts distinct relationships, although
+  ``/organizationRelationships?org_id=`` lists each one for both of its organizations.
+* ``expected_counts(["deals"])`` (or ``/_sandbox/counts?streams=deals``) counts only some
+  streams; counting child streams builds every parent's children, slow at large scales.
 """
 
 from __future__ import annotations

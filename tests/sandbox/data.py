@@ -16,12 +16,12 @@ import json
 import random
 import threading
 from array import array
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tests.sandbox import builders
+from tests.sandbox import builders, secondary
 from tests.sandbox.fields import FieldDef, FieldRegistry, builtin_type, v1_flat, v2_value
 from tests.sandbox.util import DATA_END, DATA_START, FORMATTERS, mix_seed, uuid_from
 
@@ -265,6 +265,14 @@ class ChildTable:
             return found
         rng = random.Random(self.salt ^ (parent_pos * 0x9E3779B97F4A7C15 & 0xFFFFFFFFFFFFFFFF))
         rows = self.child.build(self.world, rng, parent.row(parent_pos), parent)
+        plan = self.world.plans[self.child.shape_key]
+        for index, row in enumerate(rows):
+            for name, filler in plan.fillers:
+                if name not in row:
+                    row[name] = filler(rng, self.world)
+            ordered = {name: row.pop(name) for name in plan.order if name in row}
+            ordered.update(row)
+            rows[index] = ordered
         if parent.cache_enabled:
             self.cache[parent_pos] = rows
         return rows
@@ -335,14 +343,24 @@ class World:
                 return fields
         raise KeyError(entity)
 
-    def expected_counts(self) -> dict[str, int]:
+    def expected_counts(self, streams: Iterable[str] | None = None) -> dict[str, int]:
+        """Records a full sync delivers per stream; pass ``streams`` to count only those
+        (child streams cost one build per parent record, which matters at large scales)."""
+        wanted = set(streams) if streams is not None else None
+        unknown = (wanted or set()) - set(self.entity_names())
+        if unknown:
+            raise KeyError(", ".join(sorted(unknown)))
+        counts: dict[str, int] = {}
         with self.lock:
-            counts = {name: table.counted() for name, table in self.tables.items()}
-            for name, child in self.children.items():
-                counts[name] = child.count()
-            for name in FIELD_ENTITIES:
-                counts[name] = len(self.field_records(name) or [])
-            counts["mail_threads"] = counts.get("mail_threads", 0)
+            for name in self.entity_names():
+                if wanted is not None and name not in wanted:
+                    continue
+                if name in self.tables:
+                    counts[name] = self.tables[name].counted()
+                elif name in self.children:
+                    counts[name] = self.children[name].count()
+                else:
+                    counts[name] = len(self.field_records(name) or [])
         return counts
 
 
@@ -440,8 +458,137 @@ ENTITIES: tuple[EntityDef, ...] = (
         deleted_rate=0.03,
         field_set="product",
     ),
+    EntityDef("boards", "v2 /boards", 3, secondary.board),
+    EntityDef("phases", "v2 /phases", 12, secondary.phase),
+    EntityDef(
+        "projects",
+        "v2 /projects",
+        60,
+        secondary.project,
+        scaled=True,
+        statuses=("open", "completed", "canceled", "deleted"),
+        status_weights=(0.6, 0.25, 0.1, 0.05),
+        deleted_status=3,
+        archived_rate=0.1,
+        field_set="project",
+    ),
+    EntityDef("tasks", "v2 /tasks", 200, secondary.task, scaled=True),
+    EntityDef("project_templates", "v2 /projectTemplates", 3, secondary.project_template),
+    EntityDef(
+        "lead_labels", "v1 /leadLabels", 5, secondary.lead_label, id_kind="uuid", time_style="iso"
+    ),
+    EntityDef("lead_sources", "v1 /leadSources", 4, secondary.lead_source),
+    EntityDef(
+        "leads",
+        "v1 /leads",
+        500,
+        secondary.lead,
+        scaled=True,
+        id_kind="uuid",
+        time_style="iso",
+        archived_rate=0.12,
+        flat_field_set="deal",
+    ),
+    EntityDef("notes", "v1 /notes", 1500, secondary.note, scaled=True, time_style="v1"),
+    EntityDef("files", "v1 /files", 300, secondary.file_record, scaled=True, time_style="v1"),
+    EntityDef(
+        "call_logs",
+        "v1 /callLogs",
+        200,
+        secondary.call_log,
+        scaled=True,
+        id_kind="hex",
+        time_style="iso",
+    ),
+    EntityDef(
+        "mail_threads",
+        "v1 /mailbox/mailThreads",
+        400,
+        secondary.mail_thread,
+        scaled=True,
+        time_style="iso",
+    ),
+    EntityDef("filters", "v1 /filters", 10, secondary.filter_record, time_style="v1"),
+    EntityDef("goals", "v1 /goals/find", 5, secondary.goal, id_kind="hex"),
+    EntityDef("roles", "v1 /roles", 4, secondary.role, time_style="v1"),
+    EntityDef("permission_sets", "v1 /permissionSets", 4, secondary.permission_set, id_kind="uuid"),
+    EntityDef("webhooks", "v1 /webhooks", 3, secondary.webhook, time_style="iso"),
+    EntityDef(
+        "organization_relationships",
+        "v1 /organizationRelationships",
+        30,
+        secondary.organization_relationship,
+        scaled=True,
+        time_style="v1",
+    ),
 )
-CHILDREN: tuple[ChildDef, ...] = ()
+CHILDREN: tuple[ChildDef, ...] = (
+    ChildDef(
+        "note_comments", "notes", "v1 /notes/{id}/comments", secondary.note_comments, "note_id"
+    ),
+    ChildDef(
+        "mail_messages",
+        "mail_threads",
+        "v1 /mailbox/mailThreads/{id}/mailMessages",
+        secondary.mail_messages,
+    ),
+    ChildDef("role_assignments", "roles", "v1 /roles/{id}/assignments", secondary.role_assignments),
+    ChildDef(
+        "permission_set_assignments",
+        "permission_sets",
+        "v1 /permissionSets/{id}/assignments",
+        secondary.permission_set_assignments,
+    ),
+    ChildDef("deal_flow", "deals", "v1 /deals/{id}/flow", secondary.flow, "deal_id"),
+    ChildDef(
+        "deal_changelog", "deals", "v1 /deals/{id}/changelog", secondary.deal_changelog, "deal_id"
+    ),
+    ChildDef(
+        "deal_participants",
+        "deals",
+        "v1 /deals/{id}/participants",
+        secondary.deal_participants,
+        "deal_id",
+    ),
+    ChildDef("person_flow", "persons", "v1 /persons/{id}/flow", secondary.flow, "person_id"),
+    ChildDef(
+        "organization_flow",
+        "organizations",
+        "v1 /organizations/{id}/flow",
+        secondary.flow,
+        "org_id",
+    ),
+    ChildDef("deal_products", "deals", "v2 /deals/products", secondary.deal_products),
+    ChildDef("deal_installments", "deals", "v2 /deals/installments", secondary.deal_installments),
+    ChildDef("deal_followers", "deals", "v2 /deals/{id}/followers", secondary.followers, "deal_id"),
+    ChildDef(
+        "person_followers",
+        "persons",
+        "v2 /persons/{id}/followers",
+        secondary.followers,
+        "person_id",
+    ),
+    ChildDef(
+        "organization_followers",
+        "organizations",
+        "v2 /organizations/{id}/followers",
+        secondary.followers,
+        "org_id",
+    ),
+    ChildDef(
+        "product_followers",
+        "products",
+        "v2 /products/{id}/followers",
+        secondary.followers,
+        "product_id",
+    ),
+    ChildDef(
+        "product_variations",
+        "products",
+        "v2 /products/{id}/variations",
+        secondary.product_variations,
+    ),
+)
 # entity name -> (field set, item style)
 FIELD_ENTITIES: dict[str, tuple[str, str]] = {
     "deal_fields": ("deal", "v2"),

@@ -770,7 +770,7 @@ class Lister:
         if start < 0:
             raise ApiError(400, f"Invalid value for parameter start: {start} (must be >= 0)")
         if endpoint.paging != "offset":
-            return 0, max(total, 1)
+            return 0, max(total, 100)
         return start, self._limit(endpoint, query)
 
     # envelopes -------------------------------------------------------------------------------
