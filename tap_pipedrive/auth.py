@@ -84,8 +84,34 @@ class TokenStore(t.Protocol):
     def load(self) -> TokenSet | None:
         """Return the stored tokens, if any."""
 
-    def save(self, tokens: TokenSet) -> None:
-        """Persist tokens atomically."""
+    def save(self, tokens: TokenSet, *, replacing: t.Iterable[str | None] = ()) -> None:
+        """Persist tokens atomically; ``replacing`` names refresh tokens they supersede."""
+
+    def replaced(self, refresh_token: str) -> bool:
+        """Whether the store recorded this refresh token as superseded by its own."""
+
+
+def store_is_newer(current: TokenSet, stored: TokenSet, store: TokenStore) -> bool:
+    """Whether the stored tokens should replace the ones in hand.
+
+    Token sets that record when they were obtained (anything that went through a
+    refresh or a login) are ordered by that time. Tokens from the config carry no
+    time, so the store is newer than them exactly when it continues the same
+    authorization: it holds the config's refresh token itself, or it recorded that
+    token as replaced by a later one (rotation or a new login). A refresh token the
+    store has never seen comes from an authorization the store does not know about
+    (a new login whose result was pasted into the config), so the config wins and
+    the store follows it from the next refresh on.
+    """
+    if not (stored.refresh_token or stored.access_token):
+        return False
+    if current.obtained_at is not None:
+        return (stored.obtained_at or 0) > current.obtained_at
+    if not current.refresh_token:
+        return True
+    if stored.refresh_token == current.refresh_token:
+        return True
+    return store.replaced(current.refresh_token)
 
 
 class PipedriveOAuthAuthenticator(OAuthAuthenticator):
@@ -123,6 +149,11 @@ class PipedriveOAuthAuthenticator(OAuthAuthenticator):
             self._adopt_newer(store.load())
 
     # --- state -----------------------------------------------------------------
+    @property
+    def store(self) -> TokenStore | None:
+        """Where this authenticator persists its tokens."""
+        return self._store
+
     @property
     def api_domain(self) -> str | None:
         """The company host from the token response; refreshes first if unknown."""
@@ -167,11 +198,12 @@ class PipedriveOAuthAuthenticator(OAuthAuthenticator):
                 msg = "The access token has expired and no refresh_token is configured"
                 raise ReauthorizationRequired(msg)
             body = self._post_token_request(self.oauth_request_body)
+            used_refresh_token = self.tokens.refresh_token
             self.tokens = TokenSet.from_token_response(body, previous=self.tokens)
             SecretRedactor.register(self.tokens.access_token, self.tokens.refresh_token)
             self.refresh_count += 1
             if self._store is not None:
-                self._store.save(self.tokens)
+                self._store.save(self.tokens, replacing=[used_refresh_token])
             # Keep the SDK's bookkeeping attributes meaningful for anything that reads them.
             self.access_token = self.tokens.access_token
             self.refresh_token = self.tokens.refresh_token
@@ -181,10 +213,11 @@ class PipedriveOAuthAuthenticator(OAuthAuthenticator):
 
     def _adopt_newer(self, stored: TokenSet | None) -> bool:
         """Take the stored tokens when they are newer than the ones in memory."""
-        if stored is None or (not stored.refresh_token and not stored.access_token):
+        if stored is None or self._store is None:
             return False
-        if (stored.obtained_at or 0) <= (self.tokens.obtained_at or 0):
+        if not store_is_newer(self.tokens, stored, self._store):
             return False
+        SecretRedactor.register(stored.access_token, stored.refresh_token)
         self.tokens = stored
         return True
 
@@ -250,6 +283,17 @@ def request_tokens(
 
 # --- choosing the authentication mode from config -----------------------------------
 AuthMode = t.Literal["api_token", "oauth", "access_token"]
+OAUTH_MODES = ("get_and_refresh", "refresh", "off")
+DEFAULT_OAUTH_MODE = "refresh"
+
+
+def oauth_mode(config: Mapping[str, t.Any]) -> str:
+    """The oauth_mode setting, validated (default: refresh, for scheduled jobs)."""
+    mode = config.get("oauth_mode") or DEFAULT_OAUTH_MODE
+    if mode not in OAUTH_MODES:
+        msg = f"oauth_mode must be one of {', '.join(OAUTH_MODES)}; got {str(mode)[:40]!r}"
+        raise ConfigError(msg)
+    return str(mode)
 
 
 def resolve_auth_mode(config: Mapping[str, t.Any]) -> AuthMode:
@@ -273,7 +317,7 @@ def resolve_auth_mode(config: Mapping[str, t.Any]) -> AuthMode:
             )
             raise ConfigError(msg)
         return "api_token"
-    if config.get("oauth_mode") == "off":
+    if oauth_mode(config) == "off":
         if not has["access_token"]:
             msg = "oauth_mode is 'off' but access_token is not set"
             raise ConfigError(msg)
@@ -284,19 +328,40 @@ def resolve_auth_mode(config: Mapping[str, t.Any]) -> AuthMode:
             msg = f"OAuth refresh needs {' and '.join(missing)}: set it alongside refresh_token"
             raise ConfigError(msg)
         return "oauth"
+    if has["client_id"] and has["client_secret"]:
+        # The refresh token comes from the token store, or from a browser login.
+        if oauth_mode(config) == "get_and_refresh" or _store_has_tokens(config):
+            return "oauth"
+        raise ConfigError(_no_refresh_token_message(config))
     if has["access_token"]:
         return "access_token"
     if has["client_id"] or has["client_secret"]:
-        msg = (
-            "OAuth is configured without a refresh_token: run `tap-pipedrive --login` "
-            "to authorize, or set refresh_token"
-        )
+        missing = [key for key in ("client_id", "client_secret") if not has[key]]
+        msg = f"OAuth needs both client_id and client_secret: set {missing[0]}"
         raise ConfigError(msg)
     msg = (
         "No credentials configured: set api_token, or client_id + client_secret + "
         "refresh_token, or access_token"
     )
     raise ConfigError(msg)
+
+
+def _store_has_tokens(config: Mapping[str, t.Any]) -> bool:
+    # Imported here: the store module builds on this one.
+    from tap_pipedrive.token_store import open_store
+
+    return open_store(config).load() is not None
+
+
+def _no_refresh_token_message(config: Mapping[str, t.Any]) -> str:
+    from tap_pipedrive.token_store import store_path_from_config
+
+    return (
+        "OAuth is configured without a refresh_token and the token store "
+        f"{store_path_from_config(config)} holds none: run `tap-pipedrive --login` (or "
+        "`meltano invoke tap-pipedrive:login`) to authorize, set refresh_token, or set "
+        "oauth_mode to get_and_refresh"
+    )
 
 
 def parse_expires_at(value: t.Any) -> float | None:
@@ -325,17 +390,34 @@ def build_authenticator(
         # Header, never the URL: query strings end up in proxy and server logs.
         return APIKeyAuthenticator(key="x-api-token", value=config["api_token"], location="header")
     if mode == "access_token":
+        expires_at = parse_expires_at(config.get("token_expires_at"))
+        if expires_at is not None and expires_at <= time.time():
+            why = (
+                "oauth_mode is 'off'"
+                if oauth_mode(config) == "off"
+                else "no client_id and client_secret are set"
+            )
+            msg = (
+                f"The access_token expired at {config.get('token_expires_at')} and is not "
+                f"refreshed because {why}: set a new access_token, or configure OAuth refresh"
+            )
+            raise ConfigError(msg)
         return BearerTokenAuthenticator(token=config["access_token"])
-    return PipedriveOAuthAuthenticator(
+    if store is None:
+        # Imported here: the store module builds on this one.
+        from tap_pipedrive.token_store import open_store
+
+        store = open_store(config)
+    authenticator = PipedriveOAuthAuthenticator(
         client_id=config["client_id"],
         client_secret=config["client_secret"],
         tokens=TokenSet(
-            access_token=config.get("access_token"),
-            refresh_token=config["refresh_token"],
+            access_token=config.get("access_token") or None,
+            refresh_token=config.get("refresh_token") or None,
             expires_at=parse_expires_at(config.get("token_expires_at")),
-            api_domain=config.get("api_domain"),
-            # Config tokens have no timestamp of their own; a stored set that records
-            # when it was obtained is therefore always considered newer.
+            api_domain=config.get("api_domain") or None,
+            # Config tokens carry no timestamp; store_is_newer orders them against
+            # the store by their refresh token instead.
             obtained_at=None,
         ),
         oauth_url=config.get("oauth_url") or DEFAULT_OAUTH_URL,
@@ -343,3 +425,12 @@ def build_authenticator(
         timeout=float(config.get("request_timeout") or 60),
         user_agent=config.get("user_agent"),
     )
+    if authenticator.tokens.refresh_token or authenticator.is_token_valid():
+        return authenticator
+    if oauth_mode(config) == "get_and_refresh":
+        # Interactive use: authorize in the browser now, then carry on with the run.
+        from tap_pipedrive.login import login_for_run
+
+        authenticator.tokens = login_for_run(config, store)
+        return authenticator
+    raise ConfigError(_no_refresh_token_message(config))

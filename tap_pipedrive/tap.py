@@ -12,13 +12,17 @@ from singer_sdk import Tap
 from singer_sdk import typing as th
 from singer_sdk.plugin_base import SingerCommand
 
+from tap_pipedrive import oauth_cli
 from tap_pipedrive.auth import (
+    DEFAULT_OAUTH_MODE,
     DEFAULT_OAUTH_URL,
+    OAUTH_MODES,
     PipedriveOAuthAuthenticator,
     build_authenticator,
     resolve_auth_mode,
 )
 from tap_pipedrive.errors import ConfigError, PipedriveError
+from tap_pipedrive.login import DEFAULT_REDIRECT_URI
 from tap_pipedrive.ratelimit import RateLimiter
 from tap_pipedrive.redact import SecretRedactor
 from tap_pipedrive.streams import STREAM_TYPES
@@ -104,6 +108,32 @@ CONFIG_SCHEMA = th.PropertiesList(
         description="Base URL of Pipedrive's OAuth server.",
     ),
     th.Property(
+        "oauth_mode",
+        th.StringType,
+        default=DEFAULT_OAUTH_MODE,
+        allowed_values=list(OAUTH_MODES),
+        title="OAuth mode",
+        description="refresh: never open a browser; refresh from the stored or configured "
+        "refresh token (scheduled jobs). get_and_refresh: run the browser login when no token "
+        "is stored, refresh otherwise. off: use access_token exactly as given.",
+    ),
+    th.Property(
+        "oauth_settings_location",
+        th.StringType,
+        title="OAuth token store",
+        description="File that keeps the newest OAuth tokens between runs (mode 0600, locked "
+        "while refreshing). Default: a per-user data directory keyed by client_id; under "
+        "Meltano, <project>/.meltano/tap-pipedrive/oauth/.",
+    ),
+    th.Property(
+        "redirect_uri",
+        th.StringType,
+        default=DEFAULT_REDIRECT_URI,
+        title="OAuth redirect URI",
+        description="Callback URL registered for the app; `--login` listens on it, so it "
+        "must be http://localhost:PORT or http://127.0.0.1:PORT (any port).",
+    ),
+    th.Property(
         "page_size",
         th.IntegerType(minimum=1, maximum=500),
         default=500,
@@ -135,6 +165,10 @@ class PipedriveCommand(SingerCommand):
         except PipedriveError as exc:
             self.logger.error("%s", exc)
             sys.exit(exc.exit_code)
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        oauth_cli.note_requested_action(ctx, args)
+        return super().parse_args(ctx, args)
 
 
 class TapPipedrive(Tap):
@@ -178,12 +212,20 @@ class TapPipedrive(Tap):
         return [stream_type(tap=self) for stream_type in STREAM_TYPES]
 
     @classmethod
+    def cb_config(cls, ctx: click.Context, param: click.Option, value: tuple[str, ...]) -> t.Any:
+        # A login may name a config file it is about to create.
+        return oauth_cli.read_config_args(
+            ctx, value, lambda values: super(TapPipedrive, cls).cb_config(ctx, param, values)
+        )
+
+    @classmethod
     def get_singer_command(cls) -> click.Command:
         base = super().get_singer_command()
+        assert base.callback is not None
         return PipedriveCommand(
             name=base.name,
-            callback=base.callback,
-            params=base.params,
+            callback=oauth_cli.wrap_callback(cls, base.callback),
+            params=[*base.params, *oauth_cli.options()],
             help=base.help,
             context_settings=base.context_settings,
             logger=cls.logger,

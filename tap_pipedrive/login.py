@@ -1,0 +1,506 @@
+"""Authorizing the tap with Pipedrive's OAuth authorization-code flow.
+
+Two interactive ways end in the same place (tokens in the token store and, when
+the user named one, in the config file):
+
+- the desktop flow opens the browser at Pipedrive's consent page and catches the
+  redirect on a one-shot callback server bound to 127.0.0.1;
+- the no-browser flow prints the consent URL and reads the redirect URL (or the
+  bare code) that the user pastes back, for servers reached over SSH.
+
+Pipedrive has no PKCE, so both need the client secret; codes live five minutes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import html
+import http.server
+import logging
+import re
+import secrets
+import threading
+import time
+import typing as t
+import webbrowser
+from collections.abc import Mapping
+from datetime import datetime, timezone
+from pathlib import Path
+from urllib.parse import parse_qs, urlencode, urlsplit
+
+from tap_pipedrive.auth import (
+    DEFAULT_OAUTH_URL,
+    TokenSet,
+    request_tokens,
+)
+from tap_pipedrive.errors import ConfigError, PipedriveError, ReauthorizationRequired
+from tap_pipedrive.redact import SecretRedactor
+from tap_pipedrive.token_store import FileTokenStore, TokenStoreError, atomic_write_json
+
+if t.TYPE_CHECKING:
+    from collections.abc import Callable
+
+LOGGER = logging.getLogger("tap-pipedrive")
+
+DEFAULT_REDIRECT_URI = "http://localhost:33333"
+DEFAULT_LOGIN_TIMEOUT_SECONDS = 300.0
+# The only host names the callback server answers for; it always binds 127.0.0.1.
+LOOPBACK_HOSTS = ("localhost", "127.0.0.1")
+BIND_ADDRESS = "127.0.0.1"
+# Authorization codes are URL-safe tokens; anything else pasted is a mistake.
+_CODE_PATTERN = re.compile(r"^[A-Za-z0-9._~+/=-]{4,2048}$")
+
+
+class LoginError(PipedriveError):
+    """The login did not produce tokens; nothing was saved."""
+
+
+class LoginCancelled(LoginError):
+    """The user pressed Ctrl-C during the login."""
+
+    exit_code = 130
+
+
+# --- the OAuth client -------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class OAuthClient:
+    """The app's credentials and where Pipedrive should send the browser back to."""
+
+    client_id: str
+    client_secret: str = dataclasses.field(repr=False)
+    redirect_uri: str = DEFAULT_REDIRECT_URI
+    oauth_url: str = DEFAULT_OAUTH_URL
+    timeout: float = 60.0
+    user_agent: str | None = None
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, t.Any]) -> OAuthClient:
+        """Read the OAuth client settings, failing with one line on a gap."""
+        missing = [key for key in ("client_id", "client_secret") if not config.get(key)]
+        if missing:
+            msg = (
+                f"The OAuth login needs {' and '.join(missing)}: set it in the config file, "
+                "as TAP_PIPEDRIVE_" + missing[0].upper() + " with --config=ENV, or with "
+                f"--{missing[0].replace('_', '-')}"
+            )
+            raise ConfigError(msg)
+        redirect_uri = str(config.get("redirect_uri") or DEFAULT_REDIRECT_URI)
+        parts = urlsplit(redirect_uri)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            msg = f"redirect_uri must be an absolute http(s) URL, got {redirect_uri[:80]!r}"
+            raise ConfigError(msg)
+        SecretRedactor.register(str(config["client_secret"]))
+        return cls(
+            client_id=str(config["client_id"]),
+            client_secret=str(config["client_secret"]),
+            redirect_uri=redirect_uri,
+            oauth_url=str(config.get("oauth_url") or DEFAULT_OAUTH_URL).rstrip("/"),
+            timeout=float(config.get("request_timeout") or 60),
+            user_agent=config.get("user_agent"),
+        )
+
+    def authorization_url(self, state: str) -> str:
+        """Pipedrive's consent page for this app (scopes are set on the app itself)."""
+        query = urlencode(
+            {"client_id": self.client_id, "redirect_uri": self.redirect_uri, "state": state}
+        )
+        return f"{self.oauth_url}/oauth/authorize?{query}"
+
+    def exchange_code(self, code: str) -> TokenSet:
+        """Trade an authorization code for tokens (Basic client auth, form body)."""
+        try:
+            body = request_tokens(
+                f"{self.oauth_url}/oauth/token",
+                client_id=self.client_id,
+                client_secret=self.client_secret,
+                form={
+                    "grant_type": "authorization_code",
+                    "code": code,
+                    "redirect_uri": self.redirect_uri,
+                },
+                timeout=self.timeout,
+                user_agent=self.user_agent,
+            )
+        except ReauthorizationRequired:
+            msg = (
+                "Pipedrive refused the authorization code (invalid_grant): it expired (codes "
+                "are valid for 5 minutes), was already used, or was issued for another "
+                "redirect_uri. Run the login again."
+            )
+            raise LoginError(msg) from None
+        tokens = TokenSet.from_token_response(body, previous=TokenSet())
+        SecretRedactor.register(tokens.access_token, tokens.refresh_token)
+        if not tokens.refresh_token:
+            msg = "Pipedrive's token answer carried no refresh_token; nothing was saved"
+            raise LoginError(msg)
+        return tokens
+
+
+def new_state() -> str:
+    """An unguessable value that ties the browser's answer to this login."""
+    return secrets.token_urlsafe(24)
+
+
+# --- reading the redirect ----------------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class Redirect:
+    """What Pipedrive put on the redirect URL."""
+
+    code: str | None = None
+    state: str | None = None
+    error: str | None = None
+
+    @classmethod
+    def from_query(cls, query: str) -> Redirect:
+        params = {key: values[0] for key, values in parse_qs(query).items() if values}
+        return cls(code=params.get("code"), state=params.get("state"), error=params.get("error"))
+
+    def checked_code(self, expected_state: str | None) -> str:
+        """The code, after the error and state checks; raises LoginError otherwise."""
+        if self.error:
+            if self.error == "user_denied":
+                msg = "Access was denied in the browser (user_denied); nothing was saved"
+            else:
+                msg = f"Pipedrive answered the authorization with error={self.error[:60]!r}"
+            raise LoginError(msg)
+        if expected_state is not None and not (
+            self.state and secrets.compare_digest(self.state, expected_state)
+        ):
+            msg = (
+                "The redirect's state does not match this login (state mismatch): it comes "
+                "from another login attempt or was forged; nothing was saved. Run the login again."
+            )
+            raise LoginError(msg)
+        if not self.code:
+            msg = "The redirect carried neither a code nor an error; run the login again"
+            raise LoginError(msg)
+        return self.code
+
+
+def parse_pasted_redirect(text: str) -> Redirect:
+    """Read a pasted redirect URL, a query string, or a bare authorization code."""
+    text = text.strip()
+    if not text:
+        msg = "Nothing was pasted: give the URL the browser was sent to, or the code on it"
+        raise LoginError(msg)
+    if "://" in text:
+        return Redirect.from_query(urlsplit(text).query)
+    if "=" in text:
+        return Redirect.from_query(text.lstrip("?"))
+    if not _CODE_PATTERN.match(text):
+        msg = "That is neither a redirect URL nor an authorization code"
+        raise LoginError(msg)
+    return Redirect(code=text)
+
+
+# --- the loopback callback server --------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class LoopbackRedirect:
+    """A redirect URI the callback server can answer: plain HTTP on this machine."""
+
+    host: str
+    port: int
+    path: str
+
+    @classmethod
+    def parse(cls, redirect_uri: str) -> LoopbackRedirect:
+        parts = urlsplit(redirect_uri)
+        try:
+            port = parts.port
+        except ValueError:
+            port = None
+            valid_port = False
+        else:
+            valid_port = True
+        if parts.scheme != "http" or parts.hostname not in LOOPBACK_HOSTS or not valid_port:
+            msg = (
+                f"redirect_uri {redirect_uri[:80]!r} is not a loopback address: the browser "
+                "login needs http://localhost:PORT or http://127.0.0.1:PORT, registered as the "
+                "app's callback URL in Pipedrive; use --no-browser for any other redirect_uri"
+            )
+            raise ConfigError(msg)
+        return cls(host=str(parts.hostname), port=port or 80, path=parts.path or "/")
+
+
+_PAGE = """<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>tap-pipedrive: {title}</title>
+<style>body{{font-family:system-ui,sans-serif;max-width:32rem;margin:4rem auto;padding:0 1rem;
+color:#222}}h1{{font-size:1.4rem}}.ok{{color:#0a7a2f}}.fail{{color:#b3261e}}</style></head>
+<body><h1 class="{css}">{title}</h1><p>{message}</p></body></html>
+"""
+
+
+def _page(*, ok: bool, title: str, message: str) -> bytes:
+    return _PAGE.format(
+        css="ok" if ok else "fail", title=html.escape(title), message=html.escape(message)
+    ).encode("utf-8")
+
+
+class _CallbackHandler(http.server.BaseHTTPRequestHandler):
+    server: CallbackServer
+    # Browsers open speculative connections that never send a request; drop them.
+    timeout = 10
+    server_version = "tap-pipedrive"
+    sys_version = ""
+
+    def do_GET(self) -> None:
+        parts = urlsplit(self.path)
+        if parts.path != self.server.redirect.path:
+            self._respond(404, _page(ok=False, title="Not found", message="Nothing here."))
+            return
+        redirect = Redirect.from_query(parts.query)
+        try:
+            redirect.checked_code(self.server.expected_state)
+        except LoginError as exc:
+            page = _page(ok=False, title="Authorization failed", message=f"{exc}.")
+        else:
+            page = _page(
+                ok=True,
+                title="tap-pipedrive is authorized",
+                message="Pipedrive access was granted. You can close this tab and return "
+                "to the terminal.",
+            )
+        self._respond(200, page)
+        self.server.deliver(redirect)
+
+    def _respond(self, status: int, body: bytes) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", "text/html; charset=utf-8")
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Cache-Control", "no-store")
+        self.send_header("Connection", "close")
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: t.Any) -> None:
+        # The request line carries the authorization code: never log it.
+        return
+
+
+class CallbackServer(http.server.ThreadingHTTPServer):
+    """Waits for the one redirect of a login on 127.0.0.1."""
+
+    daemon_threads = True
+
+    def __init__(self, redirect: LoopbackRedirect, expected_state: str) -> None:
+        self.redirect = redirect
+        self.expected_state = expected_state
+        self._result: Redirect | None = None
+        self._arrived = threading.Event()
+        try:
+            super().__init__((BIND_ADDRESS, redirect.port), _CallbackHandler)
+        except OSError as exc:
+            msg = (
+                f"Cannot listen on {BIND_ADDRESS}:{redirect.port} for the login callback "
+                f"({exc.strerror or exc}): the port is in use or not allowed. Free it, or "
+                "register another http://localhost:PORT callback URL and set redirect_uri"
+            )
+            raise LoginError(msg) from None
+        self._thread = threading.Thread(
+            target=self.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True
+        )
+
+    @property
+    def port(self) -> int:
+        return int(self.server_address[1])
+
+    def deliver(self, redirect: Redirect) -> None:
+        if not self._arrived.is_set():
+            self._result = redirect
+            self._arrived.set()
+
+    def __enter__(self) -> CallbackServer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.shutdown()
+        self.server_close()
+        self._thread.join(timeout=5)
+
+    def wait(self, timeout: float) -> Redirect:
+        """Block until the browser comes back, the time is up, or Ctrl-C."""
+        deadline = time.monotonic() + timeout
+        try:
+            # Short waits keep the main thread responsive to Ctrl-C.
+            while not self._arrived.wait(min(0.2, max(deadline - time.monotonic(), 0))):
+                if time.monotonic() >= deadline:
+                    msg = (
+                        f"No answer from the browser within {timeout:.0f} s; nothing was saved. "
+                        "Run the login again (--login-timeout sets the wait)"
+                    )
+                    raise LoginError(msg)
+        except KeyboardInterrupt:
+            raise LoginCancelled("Login cancelled (Ctrl-C); nothing was saved") from None
+        assert self._result is not None
+        return self._result
+
+
+# --- the flows ------------------------------------------------------------------------------
+Echo = t.Callable[[str], None]
+
+
+def browser_login(
+    client: OAuthClient,
+    *,
+    timeout: float = DEFAULT_LOGIN_TIMEOUT_SECONDS,
+    echo: Echo,
+    open_browser: Callable[[str], bool] | None = None,
+) -> TokenSet:
+    """The desktop flow: consent page in the browser, redirect caught on loopback."""
+    redirect = LoopbackRedirect.parse(client.redirect_uri)
+    state = new_state()
+    url = client.authorization_url(state)
+    with CallbackServer(redirect, state) as server:
+        echo(f"Opening the browser to authorize tap-pipedrive. If it does not open, visit:\n{url}")
+        try:
+            # Python's webbrowser honours $BROWSER.
+            opened = (open_browser or webbrowser.open)(url)
+        except Exception:  # any launcher failure just means "open it yourself"
+            opened = False
+        if not opened:
+            echo("Could not start a browser: open the URL above yourself.")
+        echo(f"Waiting for the authorization on {client.redirect_uri} (Ctrl-C to cancel)...")
+        answer = server.wait(timeout)
+    code = answer.checked_code(state)
+    return client.exchange_code(code)
+
+
+def no_browser_login(
+    client: OAuthClient,
+    *,
+    read_line: Callable[[], str],
+    echo: Echo,
+    show_url: Echo,
+) -> TokenSet:
+    """The flow for machines without a browser: print the URL, read back the redirect."""
+    state = new_state()
+    show_url(client.authorization_url(state))
+    echo(
+        "Open the URL above in any browser and allow access. The browser then goes to "
+        f"{client.redirect_uri} (it may show an error page; that is fine). Paste that full "
+        "URL, or just the code from it, and press Enter:"
+    )
+    try:
+        line = read_line()
+    except KeyboardInterrupt:
+        raise LoginCancelled("Login cancelled (Ctrl-C); nothing was saved") from None
+    except EOFError:
+        line = ""
+    if not line.strip():
+        msg = "No redirect URL or code was given on stdin; nothing was saved"
+        raise LoginError(msg)
+    pasted = parse_pasted_redirect(line)
+    # A bare code carries no state to compare; a pasted URL must match this login.
+    code = pasted.checked_code(state if (pasted.state or pasted.error or "://" in line) else None)
+    return client.exchange_code(code)
+
+
+# --- saving the result ----------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class LoginResult:
+    """Where the tokens went, and what the user may see about them (no secrets)."""
+
+    tokens: TokenSet
+    store_path: Path
+    config_file: Path | None
+
+    def summary(self) -> dict[str, t.Any]:
+        return {
+            "api_domain": self.tokens.api_domain,
+            "scope": self.tokens.scope,
+            "expires_at": iso_timestamp(self.tokens.expires_at),
+            "token_store": str(self.store_path),
+            "config_file": str(self.config_file) if self.config_file else None,
+        }
+
+    def describe(self) -> str:
+        lines = [f"Authorized tap-pipedrive for {self.tokens.api_domain or 'your company'}."]
+        if self.tokens.scope:
+            lines.append(f"Scopes: {self.tokens.scope}")
+        if self.tokens.expires_at:
+            lines.append(
+                f"Access token valid until {iso_timestamp(self.tokens.expires_at)}; "
+                "it is refreshed automatically."
+            )
+        lines.append(f"Tokens saved to the token store {self.store_path} (mode 0600)")
+        if self.config_file:
+            lines.append(f"and to the config file {self.config_file} (mode 0600).")
+        return "\n".join(lines)
+
+
+def iso_timestamp(epoch: float | None) -> str | None:
+    if epoch is None:
+        return None
+    moment = datetime.fromtimestamp(epoch, tz=timezone.utc).replace(microsecond=0)
+    return moment.isoformat().replace("+00:00", "Z")
+
+
+def token_settings(tokens: TokenSet) -> dict[str, t.Any]:
+    """The config keys a login writes."""
+    values = {
+        "refresh_token": tokens.refresh_token,
+        "access_token": tokens.access_token,
+        "token_expires_at": iso_timestamp(tokens.expires_at),
+        "api_domain": tokens.api_domain,
+    }
+    return {key: value for key, value in values.items() if value}
+
+
+def merge_into_config_file(path: Path, values: Mapping[str, t.Any]) -> Path:
+    """Add ``values`` to a JSON config file, keeping its other keys (atomic, 0600)."""
+    import json  # local: only logins write config files
+
+    existing: dict[str, t.Any] = {}
+    if path.exists():
+        try:
+            loaded = json.loads(path.read_text(encoding="utf-8") or "{}")
+        except (OSError, ValueError) as exc:
+            msg = f"Cannot update the config file {path}: it is not readable JSON ({exc})"
+            raise ConfigError(msg[:300]) from None
+        if not isinstance(loaded, dict):
+            msg = f"Cannot update the config file {path}: it does not hold a JSON object"
+            raise ConfigError(msg)
+        existing = loaded
+    try:
+        return atomic_write_json(path, {**existing, **values})
+    except TokenStoreError as exc:
+        raise ConfigError(str(exc)) from None
+
+
+def save_login(
+    tokens: TokenSet,
+    *,
+    config: Mapping[str, t.Any],
+    store: FileTokenStore,
+    config_file: Path | None = None,
+    extra_settings: Mapping[str, t.Any] | None = None,
+) -> LoginResult:
+    """Persist a login's tokens: the store first (it is what runs rely on), then the file.
+
+    The config's previous refresh token is recorded as replaced, so runs whose config
+    still carries it (Meltano's settings, an old file) take the new tokens from the store.
+    """
+    store.save(tokens, replacing=[config.get("refresh_token")])
+    written = None
+    if config_file is not None:
+        config_file = config_file.absolute()
+        written = merge_into_config_file(
+            config_file, {**(extra_settings or {}), **token_settings(tokens)}
+        )
+    return LoginResult(tokens=tokens, store_path=store.path, config_file=written)
+
+
+def login_for_run(config: Mapping[str, t.Any], store: t.Any) -> TokenSet:
+    """oauth_mode get_and_refresh: authorize in the browser in the middle of a run.
+
+    stdout carries Singer messages here, so every word for the user goes to the log.
+    """
+    client = OAuthClient.from_config(config)
+    LOGGER.warning("No OAuth tokens stored yet and oauth_mode is get_and_refresh: starting login")
+    tokens = browser_login(client, echo=lambda text: LOGGER.warning("%s", text))
+    if isinstance(store, FileTokenStore):
+        LOGGER.info("%s", save_login(tokens, config=config, store=store).describe())
+    else:
+        store.save(tokens, replacing=[config.get("refresh_token")])
+    return tokens

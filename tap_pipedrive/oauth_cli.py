@@ -1,0 +1,331 @@
+"""Command-line flags for OAuth: ``--login`` and the non-interactive JSON helpers.
+
+They sit beside the standard Singer flags (``--config``, ``--discover``, ...) on the
+one ``tap-pipedrive`` command. Human-readable text goes to stderr and the results
+to stdout; the JSON helpers print exactly one JSON object on stdout.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+import typing as t
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+
+import click
+
+from tap_pipedrive.auth import PipedriveOAuthAuthenticator, build_authenticator
+from tap_pipedrive.errors import ConfigError
+from tap_pipedrive.login import (
+    DEFAULT_LOGIN_TIMEOUT_SECONDS,
+    LoginError,
+    LoginResult,
+    OAuthClient,
+    browser_login,
+    iso_timestamp,
+    new_state,
+    no_browser_login,
+    parse_pasted_redirect,
+    save_login,
+)
+from tap_pipedrive.redact import SecretRedactor
+from tap_pipedrive.token_store import open_store
+
+# Keys in click's context ``meta``.
+_ACTION_META = "tap_pipedrive.oauth_action"
+_CONFIG_PATHS_META = "tap_pipedrive.config_paths"
+
+ACTION_FLAGS = ("--login", "--oauth-authorization-url", "--oauth-exchange-code", "--oauth-refresh")
+# Standard Singer flags that make no sense together with an OAuth action.
+_SINGER_ONLY_FLAGS = ("--discover", "--test", "--about", "--catalog", "--state")
+
+
+@dataclasses.dataclass
+class OAuthArgs:
+    login: bool = False
+    no_browser: bool = False
+    oauth_authorization_url: bool = False
+    oauth_exchange_code: str | None = None
+    oauth_refresh: bool = False
+    oauth_state: str | None = None
+    include_tokens: bool = False
+    client_id: str | None = None
+    client_secret: str | None = None
+    redirect_uri: str | None = None
+    login_timeout: float = DEFAULT_LOGIN_TIMEOUT_SECONDS
+
+    @property
+    def actions(self) -> list[str]:
+        chosen = {
+            "--login": self.login,
+            "--oauth-authorization-url": self.oauth_authorization_url,
+            "--oauth-exchange-code": self.oauth_exchange_code is not None,
+            "--oauth-refresh": self.oauth_refresh,
+        }
+        return [flag for flag, on in chosen.items() if on]
+
+    def flag_settings(self) -> dict[str, str]:
+        """Settings given as flags; they override the config files and environment."""
+        values = {
+            "client_id": self.client_id,
+            "client_secret": self.client_secret,
+            "redirect_uri": self.redirect_uri,
+        }
+        return {key: value for key, value in values.items() if value}
+
+
+PARAM_NAMES = tuple(field.name for field in dataclasses.fields(OAuthArgs))
+
+
+def options() -> list[click.Option]:
+    """The OAuth flags added to the tap's command."""
+    return [
+        click.Option(
+            ["--login"],
+            is_flag=True,
+            help="Authorize with Pipedrive OAuth in the browser and save the tokens to the "
+            "token store and the (last) --config file.",
+        ),
+        click.Option(
+            ["--no-browser"],
+            is_flag=True,
+            help="With --login: print the authorization URL and read the redirect URL or "
+            "code from stdin (for SSH and servers).",
+        ),
+        click.Option(
+            ["--oauth-authorization-url"],
+            is_flag=True,
+            help="Print JSON with an authorization URL and its state, then exit.",
+        ),
+        click.Option(
+            ["--oauth-exchange-code"],
+            metavar="CODE_OR_REDIRECT_URL",
+            help="Exchange an authorization code (or the whole redirect URL) for tokens, "
+            "save them, print JSON.",
+        ),
+        click.Option(
+            ["--oauth-refresh"],
+            is_flag=True,
+            help="Refresh the access token now, save the result, print JSON.",
+        ),
+        click.Option(
+            ["--oauth-state", "oauth_state"],
+            metavar="STATE",
+            help="State for --oauth-authorization-url; with --oauth-exchange-code, the state "
+            "the redirect URL must carry.",
+        ),
+        click.Option(
+            ["--include-tokens"],
+            is_flag=True,
+            help="Also put access_token and refresh_token in the JSON of "
+            "--oauth-exchange-code / --oauth-refresh.",
+        ),
+        click.Option(["--client-id"], metavar="ID", help="OAuth client id (overrides config)."),
+        click.Option(
+            ["--client-secret"],
+            metavar="SECRET",
+            help="OAuth client secret (overrides config; prefer the config file or "
+            "TAP_PIPEDRIVE_CLIENT_SECRET with --config=ENV).",
+        ),
+        click.Option(
+            ["--redirect-uri"],
+            metavar="URI",
+            help="Redirect URI registered for the app (default http://localhost:33333).",
+        ),
+        click.Option(
+            ["--login-timeout"],
+            type=click.FloatRange(min=1),
+            default=DEFAULT_LOGIN_TIMEOUT_SECONDS,
+            show_default=True,
+            help="Seconds --login waits for the browser.",
+        ),
+    ]
+
+
+def note_requested_action(ctx: click.Context, args: Sequence[str]) -> None:
+    """Remember, before options are parsed, whether this run is an OAuth action.
+
+    ``--config`` is read eagerly; a login may name a config file that does not exist
+    yet, and it has to know that before the file is opened.
+    """
+    names = {arg.split("=", 1)[0] for arg in args if arg.startswith("--")}
+    actions = [flag for flag in ACTION_FLAGS if flag in names]
+    ctx.meta[_ACTION_META] = bool(actions)
+    clash = [flag for flag in _SINGER_ONLY_FLAGS if flag in names]
+    if actions and clash:
+        msg = f"{actions[0]} cannot be combined with {clash[0]}"
+        raise click.UsageError(msg, ctx=ctx)
+
+
+def read_config_args(
+    ctx: click.Context,
+    values: tuple[str, ...],
+    reader: Callable[[tuple[str, ...]], t.Any],
+) -> t.Any:
+    """Read ``--config`` values, keeping the file paths for a login to write back."""
+    paths = [value for value in values if value != "ENV"]
+    ctx.meta[_CONFIG_PATHS_META] = paths
+    if ctx.meta.get(_ACTION_META):
+        values = tuple(value for value in values if value == "ENV" or Path(value).exists())
+    return reader(values)
+
+
+def wrap_callback(tap_cls: t.Any, callback: Callable[..., t.Any]) -> Callable[..., t.Any]:
+    """The command's callback: an OAuth action when one is asked for, the sync otherwise."""
+
+    def run(**kwargs: t.Any) -> t.Any:
+        args = OAuthArgs(**{name: kwargs.pop(name) for name in PARAM_NAMES})
+        ctx = click.get_current_context()
+        if not args.actions:
+            stray = [
+                flag
+                for flag, on in (
+                    ("--no-browser", args.no_browser),
+                    ("--include-tokens", args.include_tokens),
+                    ("--oauth-state", args.oauth_state is not None),
+                )
+                if on
+            ]
+            if stray:
+                msg = f"{stray[0]} only applies to --login or the --oauth-* helpers"
+                raise click.UsageError(msg, ctx=ctx)
+            return callback(**kwargs)
+        if len(args.actions) > 1:
+            msg = f"Choose one of {', '.join(args.actions)}"
+            raise click.UsageError(msg, ctx=ctx)
+        config = _assemble_config(tap_cls, kwargs.get("config"), args)
+        config_file = _config_file(ctx)
+        return run_action(args, config, config_file)
+
+    return run
+
+
+def _assemble_config(tap_cls: t.Any, config_input: t.Any, args: OAuthArgs) -> dict[str, t.Any]:
+    config: dict[str, t.Any] = dict(getattr(config_input, "config", None) or {})
+    if getattr(config_input, "parse_env", False):
+        config.update(tap_cls._env_var_config)
+    config.update(args.flag_settings())
+    secrets = [config.get(key) for key in ("client_secret", "refresh_token", "access_token")]
+    SecretRedactor.register(*[str(value) for value in secrets if value])
+    return config
+
+
+def _config_file(ctx: click.Context) -> Path | None:
+    paths = ctx.meta.get(_CONFIG_PATHS_META) or []
+    return Path(paths[-1]) if paths else None
+
+
+def _stderr(text: str) -> None:
+    click.echo(text, err=True)
+
+
+def run_action(
+    args: OAuthArgs,
+    config: Mapping[str, t.Any],
+    config_file: Path | None,
+    *,
+    stdin: t.TextIO | None = None,
+) -> None:
+    """Carry out one OAuth action and print its result."""
+    client = OAuthClient.from_config(config)
+    if args.no_browser and not args.login:
+        msg = "--no-browser only applies to --login"
+        raise click.UsageError(msg)
+    if args.oauth_authorization_url:
+        state = args.oauth_state or new_state()
+        _print_json(
+            {
+                "authorization_url": client.authorization_url(state),
+                "state": state,
+                "redirect_uri": client.redirect_uri,
+            }
+        )
+        return
+    if args.oauth_refresh:
+        _print_json(_refresh_now(config, include_tokens=args.include_tokens))
+        return
+    store = open_store(config)
+    # Flags given on the command line go into the file too, so that it is complete.
+    extra = args.flag_settings()
+    if args.oauth_exchange_code is not None:
+        pasted = parse_pasted_redirect(args.oauth_exchange_code)
+        code = pasted.checked_code(args.oauth_state if args.oauth_state else None)
+        tokens = client.exchange_code(code)
+        result = save_login(
+            tokens, config=config, store=store, config_file=config_file, extra_settings=extra
+        )
+        _print_json(_result_json(result, include_tokens=args.include_tokens))
+        return
+    if args.no_browser:
+        reader = stdin or sys.stdin
+        tokens = no_browser_login(
+            client,
+            read_line=lambda: _read_line(reader),
+            echo=_stderr,
+            show_url=click.echo,
+        )
+    else:
+        tokens = browser_login(client, timeout=args.login_timeout, echo=_stderr)
+    result = save_login(
+        tokens, config=config, store=store, config_file=config_file, extra_settings=extra
+    )
+    click.echo(result.describe())
+
+
+def _read_line(stream: t.TextIO) -> str:
+    line = stream.readline()
+    if not line:
+        raise EOFError
+    return line
+
+
+def _result_json(result: LoginResult, *, include_tokens: bool) -> dict[str, t.Any]:
+    body = result.summary()
+    if include_tokens:
+        body["access_token"] = result.tokens.access_token
+        body["refresh_token"] = result.tokens.refresh_token
+    return body
+
+
+def _refresh_now(config: Mapping[str, t.Any], *, include_tokens: bool) -> dict[str, t.Any]:
+    # Never a browser here, whatever oauth_mode says: this is for scripts.
+    config = {**config, "oauth_mode": "refresh"}
+    authenticator = build_authenticator(config)
+    if not isinstance(authenticator, PipedriveOAuthAuthenticator):
+        msg = "--oauth-refresh needs OAuth settings (client_id and client_secret), not api_token"
+        raise ConfigError(msg)
+    # Drop the access token in hand so that a refresh really happens, unless another
+    # process refreshes meanwhile (the store lock makes us reuse its result then).
+    authenticator.invalidate()
+    authenticator.ensure_token()
+    tokens = authenticator.tokens
+    store_path = getattr(authenticator.store, "path", None)
+    body: dict[str, t.Any] = {
+        "api_domain": tokens.api_domain,
+        "scope": tokens.scope,
+        "expires_at": iso_timestamp(tokens.expires_at),
+        "token_store": str(store_path) if store_path else None,
+        "refreshed": authenticator.refresh_count > 0,
+    }
+    if include_tokens:
+        body["access_token"] = tokens.access_token
+        body["refresh_token"] = tokens.refresh_token
+    return body
+
+
+def _print_json(body: Mapping[str, t.Any]) -> None:
+    click.echo(json.dumps(body, sort_keys=True))
+
+
+__all__ = [
+    "ACTION_FLAGS",
+    "LoginError",
+    "OAuthArgs",
+    "note_requested_action",
+    "options",
+    "read_config_args",
+    "run_action",
+    "wrap_callback",
+]

@@ -1,0 +1,261 @@
+"""Helpers for the OAuth login and token store tests.
+
+``consent`` plays the part of a user in a browser without JavaScript: it loads the
+sandbox's consent page, submits the form the way the Allow or Deny button would,
+and hands back the redirect the sandbox answers with. ``SecretLedger`` records every
+secret the sandbox hands out so that tests can prove none of them leaks.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import html.parser
+import os
+import socket
+import subprocess
+import sys
+import threading
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+class _FormReader(html.parser.HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.action: str | None = None
+        self.fields: dict[str, str] = {}
+        self.buttons: dict[str, tuple[str, str]] = {}
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        values = {key: value or "" for key, value in attrs}
+        if tag == "form":
+            self.action = values.get("action")
+        elif tag == "input" and values.get("type") == "hidden":
+            self.fields[values["name"]] = values.get("value", "")
+        elif tag == "button" and "id" in values:
+            self.buttons[values["id"]] = (values.get("name", ""), values.get("value", ""))
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args, **kwargs):
+        return None
+
+
+def consent(authorization_url: str, decision: str = "allow") -> str:
+    """Answer the sandbox's consent page; return the redirect URL it sends the browser to."""
+    with urllib.request.urlopen(authorization_url, timeout=10) as response:
+        page = response.read().decode("utf-8")
+    form = _FormReader()
+    form.feed(page)
+    assert form.action, "the consent page has no form"
+    name, value = form.buttons[decision]
+    body = urllib.parse.urlencode({**form.fields, name: value}).encode()
+    target = urllib.parse.urljoin(authorization_url, form.action)
+    opener = urllib.request.build_opener(_NoRedirect)
+    try:
+        opener.open(urllib.request.Request(target, data=body, method="POST"), timeout=10)
+    except urllib.error.HTTPError as redirect:
+        assert redirect.code == 302, redirect.code
+        return str(redirect.headers["Location"])
+    raise AssertionError("the consent form did not redirect")
+
+
+def visit(url: str) -> tuple[int, str]:
+    """GET a URL the way a browser following a redirect would."""
+    try:
+        with urllib.request.urlopen(url, timeout=10) as response:
+            return response.status, response.read().decode("utf-8")
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode("utf-8")
+
+
+@dataclass
+class ScriptedBrowser:
+    """Stands in for ``webbrowser.open``: consents in a thread, then follows the redirect."""
+
+    decision: str = "allow"
+    rewrite: object = None  # optional callable(redirect_url) -> redirect_url
+    opened: list[str] = field(default_factory=list)
+    pages: list[tuple[int, str]] = field(default_factory=list)
+    errors: list[BaseException] = field(default_factory=list)
+    _threads: list[threading.Thread] = field(default_factory=list)
+
+    def __call__(self, url: str) -> bool:
+        self.opened.append(url)
+        thread = threading.Thread(target=self._run, args=(url,), daemon=True)
+        self._threads.append(thread)
+        thread.start()
+        return True
+
+    def _run(self, url: str) -> None:
+        try:
+            redirect = consent(url, self.decision)
+            if callable(self.rewrite):
+                redirect = self.rewrite(redirect)
+            self.pages.append(visit(redirect))
+        except BaseException as exc:  # reported by join()
+            self.errors.append(exc)
+
+    def join(self) -> None:
+        for thread in self._threads:
+            thread.join(timeout=10)
+        if self.errors:
+            raise self.errors[0]
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+class SecretLedger:
+    """Every token and code the sandbox issues during a test, plus the client secret."""
+
+    def __init__(self, client_secret: str) -> None:
+        self.values: set[str] = {client_secret}
+
+    def add(self, *values: str | None) -> None:
+        self.values.update(value for value in values if value)
+
+    def assert_absent(self, *texts: str | bytes) -> None:
+        for text in texts:
+            if isinstance(text, bytes):
+                text = text.decode("utf-8", errors="replace")
+            leaked = [value for value in self.values if value in text]
+            assert not leaked, f"{len(leaked)} secret value(s) leaked into the output"
+
+
+@pytest.fixture
+def secret_ledger(sandbox, monkeypatch) -> SecretLedger:
+    """Record every access token, refresh token and code the sandbox hands out."""
+    from tests.sandbox import oauth as sandbox_oauth
+
+    ledger = SecretLedger(sandbox.client_secret)
+    for name in ("new_access_token", "new_refresh_token"):
+        original = getattr(sandbox_oauth, name)
+
+        def recording(original=original) -> str:
+            value = original()
+            ledger.add(value)
+            return value
+
+        monkeypatch.setattr(sandbox_oauth, name, recording)
+    original_decide = sandbox_oauth.OAuthState.decide
+
+    def decide(self, form):
+        status, target = original_decide(self, form)
+        if status == 302:
+            query = urllib.parse.parse_qs(urllib.parse.urlsplit(target).query)
+            ledger.add(*query.get("code", []))
+        return status, target
+
+    monkeypatch.setattr(sandbox_oauth.OAuthState, "decide", decide)
+    return ledger
+
+
+def tap_env(**extra: str) -> dict[str, str]:
+    """The environment for a tap subprocess: no inherited tap settings or Meltano context."""
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("TAP_PIPEDRIVE_", "MELTANO_"))
+    }
+    env.update(extra)
+    return env
+
+
+def tap_command(*args: str) -> list[str]:
+    return [sys.executable, "-m", "tap_pipedrive", *args]
+
+
+def run_tap_cli(
+    *args: str,
+    env: dict[str, str] | None = None,
+    input: str | None = None,
+    timeout: float = 60,
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        tap_command(*args),
+        capture_output=True,
+        text=True,
+        input=input,
+        env=env if env is not None else tap_env(),
+        cwd=REPO_ROOT,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def refresh_calls(sandbox) -> list[dict]:
+    return [call for call in sandbox.token_calls if call["grant_type"] == "refresh_token"]
+
+
+def code_calls(sandbox) -> list[dict]:
+    return [call for call in sandbox.token_calls if call["grant_type"] == "authorization_code"]
+
+
+def error_lines(stderr: str) -> list[str]:
+    return [line for line in stderr.splitlines() if "ERROR" in line]
+
+
+@contextlib.contextmanager
+def occupied_port() -> Iterator[int]:
+    """A loopback port some other program is listening on."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(1)
+        yield int(listener.getsockname()[1])
+
+
+def written_secrets(paths: Iterable[Path]) -> list[str]:
+    """Token values found in JSON files the tap wrote (to add them to a ledger)."""
+    import json
+
+    found = []
+    for path in paths:
+        if path.exists():
+            data = json.loads(path.read_text())
+            found += [str(data[key]) for key in ("access_token", "refresh_token") if data.get(key)]
+    return found
+
+
+def catalog_for(sandbox, streams: set[str]) -> dict:
+    """A catalog selecting ``streams``, discovered with the API token (no OAuth traffic)."""
+    from tap_pipedrive.tap import TapPipedrive
+
+    tap = TapPipedrive(
+        config={"api_token": sandbox.api_token, "api_url": sandbox.url}, validate_config=False
+    )
+    catalog = tap.catalog_dict
+    for entry in catalog["streams"]:
+        for metadata in entry["metadata"]:
+            if metadata["breadcrumb"] == []:
+                metadata["metadata"]["selected"] = entry["tap_stream_id"] in streams
+    return catalog
+
+
+def sync(config: dict, catalog: dict) -> list[dict]:
+    """One in-process run of the tap; returns the Singer messages it wrote."""
+    import io
+    import json
+
+    from tap_pipedrive.tap import TapPipedrive
+
+    tap = TapPipedrive(config=config, catalog=catalog)
+    buffer = io.StringIO()
+    with contextlib.redirect_stdout(buffer):
+        tap.sync_all()
+    return [json.loads(line) for line in buffer.getvalue().splitlines() if line.startswith("{")]
+
+
+def record_count(messages: list[dict], stream: str) -> int:
+    return sum(1 for m in messages if m["type"] == "RECORD" and m["stream"] == stream)
