@@ -112,8 +112,7 @@ def clear_previous_output(output: Path) -> None:
         previous.unlink()
 
 
-def run_meltano(sandbox_url: str, output: Path, log_path: Path) -> None:
-    meltano = find_meltano()
+def run_meltano(meltano: Path, sandbox_url: str, output: Path, log_path: Path) -> None:
     env = clean_environment(
         {
             # A private system database keeps demo runs out of the project's own state.
@@ -179,13 +178,13 @@ def main(argv: list[str] | None = None) -> int:
     output: Path = args.output.resolve()
     WORK_DIR.mkdir(exist_ok=True)
     try:
-        find_meltano()
+        meltano = find_meltano()
         clear_previous_output(output)
         sandbox, url = start_sandbox(args.seed, args.scale, WORK_DIR / "sandbox.log")
         try:
             print(f"sandbox (seed {args.seed}, scale {args.scale}) listening on {url}")
             expected = expected_counts(url)
-            run_meltano(url, output, WORK_DIR / "meltano-run.log")
+            run_meltano(meltano, url, output, WORK_DIR / "meltano-run.log")
         finally:
             stop_process(sandbox)
         table, mismatched = compare(loaded_counts(output), expected)

@@ -9,7 +9,8 @@ import stat
 import psycopg
 import pytest
 
-from tests.support.postgres import PostgresServer
+from tests.support import postgres as postgres_support
+from tests.support.postgres import PostgresServer, PostgresUnavailableError, find_bin_dir
 
 
 def test_server_listens_on_loopback_only(postgres_server: PostgresServer):
@@ -47,3 +48,22 @@ def test_each_test_gets_its_own_empty_database(postgres_database: PostgresServer
         connection.execute("CREATE TABLE deals (id integer PRIMARY KEY, title text)")
         connection.execute("INSERT INTO deals VALUES (1, 'Ünïcødé ☃')")
         assert connection.execute("SELECT title FROM deals").fetchone() == ("Ünïcødé ☃",)
+
+
+def test_pg_bin_dir_overrides_the_search(tmp_path, monkeypatch):
+    for tool in ("initdb", "pg_ctl", "postgres"):
+        (tmp_path / tool).write_text("#!/bin/sh\n", encoding="utf-8")
+    monkeypatch.setenv("PG_BIN_DIR", str(tmp_path))
+    assert find_bin_dir() == tmp_path
+
+
+def test_missing_binaries_stop_before_anything_is_created(monkeypatch):
+    def no_binaries():
+        raise PostgresUnavailableError("PostgreSQL server binaries not found")
+
+    monkeypatch.setattr(postgres_support, "find_bin_dir", no_binaries)
+    created = []
+    monkeypatch.setattr(postgres_support.tempfile, "mkdtemp", lambda **_: created.append(1))
+    with pytest.raises(PostgresUnavailableError), postgres_support.running_postgres():
+        pass
+    assert created == []

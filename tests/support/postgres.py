@@ -263,12 +263,11 @@ def drop_database(server: PostgresServer, name: str) -> None:
 @pytest.fixture(scope="session")
 def postgres_server() -> Iterator[PostgresServer]:
     """One PostgreSQL server shared by the whole test session."""
-    try:
-        find_bin_dir()
-        _ServerProcessOwner()
-    except PostgresUnavailableError as unavailable:
-        pytest.skip(str(unavailable))
-    with running_postgres() as server:
+    with contextlib.ExitStack() as stack:
+        try:
+            server = stack.enter_context(running_postgres())
+        except PostgresUnavailableError as unavailable:
+            pytest.skip(str(unavailable))
         yield server
 
 
