@@ -15,12 +15,13 @@ from urllib.parse import urlparse
 
 import msgspec
 import requests
-from singer_sdk import RESTStream, SchemaDirectory, StreamSchema
+from singer_sdk import RESTStream, SchemaDirectory
 from singer_sdk.exceptions import RetriableAPIError
 from singer_sdk.pagination import BaseAPIPaginator
 
 from tap_pipedrive import schemas
 from tap_pipedrive.auth import PipedriveOAuthAuthenticator
+from tap_pipedrive.custom_fields import CustomFieldSchema, layout_for
 from tap_pipedrive.errors import (
     DailyBudgetExhausted,
     PipedriveAPIError,
@@ -107,7 +108,8 @@ class OffsetPaginator(BaseAPIPaginator[int]):
 class PipedriveStream(RESTStream[t.Any]):
     """Everything the Pipedrive streams share."""
 
-    schema = StreamSchema(SCHEMA_SOURCE)
+    # The JSON file's schema, plus the custom fields of ``custom_fields_entity``.
+    schema = CustomFieldSchema(SCHEMA_SOURCE)
     api_version: t.ClassVar[str] = "v2"
     primary_keys: t.ClassVar[tuple[str, ...]] = ("id",)
     # Fixed query parameters of the endpoint (e.g. a status filter).
@@ -121,6 +123,9 @@ class PipedriveStream(RESTStream[t.Any]):
     # Incremental streams: name of the query parameter taking the bookmark.
     updated_since_param: t.ClassVar[str | None] = None
     sort_params: t.ClassVar[dict[str, str]] = {}
+    # The field set ("deal", "person", ...) whose custom fields become typed columns;
+    # declaring it is all a stream needs (see custom_fields.py).
+    custom_fields_entity: t.ClassVar[str | None] = None
 
     # --- URLs, headers, auth ------------------------------------------------------
     @property
@@ -366,8 +371,10 @@ class PipedriveStream(RESTStream[t.Any]):
                     row[field] = None
                 if row[field] is None:
                     self.coercions.coerced(field, value)
-        if self.replication_key:
-            return self._skip_boundary_duplicate(row, context)
+        if self.replication_key and self._skip_boundary_duplicate(row, context) is None:
+            return None
+        if self.custom_fields_entity is not None:
+            layout_for(self).apply(row)
         return row
 
     # --- incremental boundary -----------------------------------------------------------------

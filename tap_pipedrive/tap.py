@@ -21,11 +21,13 @@ from tap_pipedrive.auth import (
     build_authenticator,
     resolve_auth_mode,
 )
+from tap_pipedrive.custom_fields import LOCATIONS, NAMING_MODES, FieldCatalog
 from tap_pipedrive.errors import ConfigError, PipedriveError
 from tap_pipedrive.login import DEFAULT_REDIRECT_URI
 from tap_pipedrive.ratelimit import RateLimiter
 from tap_pipedrive.redact import SecretRedactor
 from tap_pipedrive.streams import STREAM_TYPES
+from tap_pipedrive.streams.custom_fields import read_field_definitions
 
 if t.TYPE_CHECKING:
     import click
@@ -153,6 +155,32 @@ CONFIG_SCHEMA = th.PropertiesList(
         title="Request timeout",
         description="Seconds to wait for one HTTP response before retrying.",
     ),
+    th.Property(
+        "custom_field_naming",
+        th.StringType,
+        default="name",
+        allowed_values=list(NAMING_MODES),
+        title="Custom field column names",
+        description="name: snake_case of the field's label (collisions get a key suffix); "
+        "key: Pipedrive's 40-character field keys.",
+    ),
+    th.Property(
+        "custom_field_option_labels",
+        th.BooleanType,
+        default=True,
+        title="Option labels for enum and set fields",
+        description="true: enum values as their label, set values as an array of labels; "
+        "false: the integer option ids.",
+    ),
+    th.Property(
+        "custom_fields_location",
+        th.StringType,
+        default="flattened",
+        allowed_values=list(LOCATIONS),
+        title="Where custom fields go",
+        description="flattened: one top-level column per custom field; nested: one "
+        "custom_fields object holding them.",
+    ),
 ).to_dict()
 
 
@@ -177,6 +205,9 @@ class TapPipedrive(Tap):
     name = "tap-pipedrive"
     package_name = "tap-pipedrive"
     config_jsonschema = CONFIG_SCHEMA
+    # The schemas depend on the account's custom fields: the SDK then validates the
+    # config on --discover too.
+    dynamic_catalog = True
 
     def __init__(self, *args: t.Any, **kwargs: t.Any) -> None:
         super().__init__(*args, **kwargs)
@@ -184,7 +215,11 @@ class TapPipedrive(Tap):
         SecretRedactor.install(secrets)
         if kwargs.get("validate_config", True):
             self._check_config()
-        self.rate_limiter = RateLimiter()
+
+    @cached_property
+    def rate_limiter(self) -> RateLimiter:
+        """Paces the requests of all streams and threads (see ratelimit.py)."""
+        return RateLimiter()
 
     def _check_config(self) -> None:
         """Fail before any request on settings that cannot work."""
@@ -207,6 +242,11 @@ class TapPipedrive(Tap):
             url = self.authenticator.api_domain
         url = url or self.config.get("api_domain") or DEFAULT_API_URL
         return str(url).rstrip("/")
+
+    @cached_property
+    def custom_field_catalog(self) -> FieldCatalog:
+        """Custom field definitions: one request per field set per run, for discovery and sync."""
+        return FieldCatalog(lambda source: read_field_definitions(self, source))
 
     def discover_streams(self) -> list[PipedriveStream]:
         return [stream_type(tap=self) for stream_type in STREAM_TYPES]

@@ -33,6 +33,7 @@ _DEAL_COUNTS = (
 class DealsStream(ArchivableMixin, IncrementalV2Stream):
     name = "deals"
     path = "/deals"
+    custom_fields_entity = "deal"
     archived_path = "/deals/archived"
     # Without an explicit status Pipedrive hides deals deleted in the last 30 days.
     extra_params: t.ClassVar[dict[str, str]] = {"status": "open,won,lost,deleted"}
@@ -51,6 +52,7 @@ class DealsStream(ArchivableMixin, IncrementalV2Stream):
 class PersonsStream(IncrementalV2Stream):
     name = "persons"
     path = "/persons"
+    custom_fields_entity = "person"
     include_fields = (
         *_ACTIVITY_LINKS,
         *_DEAL_COUNTS,
@@ -67,18 +69,21 @@ class PersonsStream(IncrementalV2Stream):
 class OrganizationsStream(IncrementalV2Stream):
     name = "organizations"
     path = "/organizations"
+    custom_fields_entity = "organization"
     include_fields = (*_ACTIVITY_LINKS, *_DEAL_COUNTS, "people_count", *_COUNTS, "smart_bcc_email")
 
 
 class ActivitiesStream(IncrementalV2Stream):
     name = "activities"
     path = "/activities"
+    custom_fields_entity = "activity"
     include_fields = ("attendees",)
 
 
 class ProductsStream(IncrementalV2Stream):
     name = "products"
     path = "/products"
+    custom_fields_entity = "product"
 
 
 class PipelinesStream(PipedriveStream):

@@ -1,0 +1,135 @@
+"""The ``custom_fields`` stream, and the reader of the ``*Fields`` endpoints behind it.
+
+``custom_fields`` lists, for every stream with custom columns, each field's key,
+label, column name, type and options: the join table from Pipedrive's hash keys and
+option ids to what the tap emits.
+"""
+
+from __future__ import annotations
+
+import typing as t
+
+from singer_sdk import typing as th
+
+from tap_pipedrive.client import PipedriveStream
+from tap_pipedrive.custom_fields import (
+    CONTAINER,
+    FieldDefinitionsError,
+    FieldSource,
+    layout_for,
+)
+from tap_pipedrive.errors import StreamUnavailable
+
+if t.TYPE_CHECKING:
+    import requests
+    from singer_sdk import Tap
+    from singer_sdk.helpers.types import Context
+
+
+class FieldDefinitionReader(PipedriveStream):
+    """Reads one ``*Fields`` endpoint with the tap's session, limiter and retries.
+
+    Never emitted as a stream. A refusal (402/403) is an error here, not a skipped
+    stream: without the definitions the entity's columns would silently go missing.
+    """
+
+    schema: t.ClassVar[dict[str, t.Any]] = {"type": "object", "properties": {}}  # type: ignore[misc]
+
+    def validate_response(self, response: requests.Response) -> None:
+        try:
+            super().validate_response(response)
+        except StreamUnavailable as exc:
+            raise FieldDefinitionsError(str(exc)) from None
+
+    def post_process(self, row: dict, context: Context | None = None) -> dict | None:
+        return row
+
+
+def read_field_definitions(tap: Tap, source: FieldSource) -> list[dict]:
+    """Every item of one ``*Fields`` endpoint, all pages."""
+    reader_type = type(
+        f"{source.entity.title()}FieldDefinitionReader",
+        (FieldDefinitionReader,),
+        {
+            "name": f"{source.entity}_field_definitions",
+            "path": source.path,
+            "api_version": source.version,
+            "paged": source.paged,
+            "include_fields": source.include_fields,
+        },
+    )
+    return list(reader_type(tap=tap).request_records(None))
+
+
+def _schema_type(schema: dict[str, t.Any]) -> str:
+    types = schema.get("type") or []
+    if isinstance(types, str):
+        types = [types]
+    kind = next((name for name in types if name != "null"), "any")
+    if schema.get("format"):
+        return f"{kind} ({schema['format']})"
+    if kind == "array":
+        return f"array of {_schema_type(schema.get('items') or {})}"
+    return str(kind)
+
+
+class CustomFieldsStream(PipedriveStream):
+    """One row per custom field per stream: key, label, column, type and options."""
+
+    name = "custom_fields"
+    primary_keys = ("stream", "key")
+    schema: t.ClassVar[dict[str, t.Any]] = th.PropertiesList(  # type: ignore[misc]
+        th.Property("stream", th.StringType, required=True, description="Stream carrying it"),
+        th.Property("entity", th.StringType, description="Pipedrive field set, e.g. deal"),
+        th.Property("key", th.StringType, required=True, description="Pipedrive field key"),
+        th.Property("label", th.StringType, description="Field name shown in Pipedrive"),
+        th.Property("column", th.StringType, description="Property name the tap emits"),
+        th.Property(
+            "column_path",
+            th.StringType,
+            description="Where the value sits in a record: the column, or custom_fields.<column>",
+        ),
+        th.Property("field_type", th.StringType, description="Pipedrive field type"),
+        th.Property("column_type", th.StringType, description="JSON type of the column"),
+        th.Property("description", th.StringType, description="Description set in Pipedrive"),
+        th.Property(
+            "options",
+            th.ArrayType(
+                th.ObjectType(
+                    th.Property("id", th.IntegerType),
+                    th.Property("label", th.StringType),
+                    th.Property("deleted", th.BooleanType),
+                )
+            ),
+            description="Options of enum and set fields (deleted ones, where Pipedrive lists them)",
+        ),
+    ).to_dict()
+
+    def get_records(self, context: Context | None) -> t.Iterable[dict]:
+        for stream in self._tap.streams.values():
+            entity = getattr(stream, "custom_fields_entity", None)
+            if entity is None:
+                continue
+            layout = layout_for(stream)
+            for field in layout.fields:
+                column = layout.names[field.key]
+                yield {
+                    "stream": stream.name,
+                    "entity": entity,
+                    "key": field.key,
+                    "label": field.label,
+                    "column": column,
+                    "column_path": f"{CONTAINER}.{column}" if layout.nested else column,
+                    "field_type": field.field_type,
+                    "column_type": _schema_type(layout.properties[column]),
+                    "description": field.description or None,
+                    "options": [
+                        {
+                            "id": option.id if isinstance(option.id, int) else None,
+                            "label": option.label,
+                            "deleted": option.deleted,
+                        }
+                        for option in field.options
+                    ]
+                    or None,
+                }
