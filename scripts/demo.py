@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import selectors
+import signal
 import subprocess
 import sys
 import time
@@ -173,8 +174,15 @@ def compare(loaded: Mapping[str, int], expected: Mapping[str, int]) -> tuple[lis
     return table, mismatched
 
 
+def _exit_on_sigterm(signum: int, frame: object) -> None:
+    # Raising here unwinds main(), so the sandbox is stopped and subprocess.run
+    # kills the Meltano run instead of leaving both behind.
+    sys.exit(128 + signum)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     output: Path = args.output.resolve()
     WORK_DIR.mkdir(exist_ok=True)
     try:
@@ -182,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
         clear_previous_output(output)
         sandbox, url = start_sandbox(args.seed, args.scale, WORK_DIR / "sandbox.log")
         try:
-            print(f"sandbox (seed {args.seed}, scale {args.scale}) listening on {url}")
+            print(f"sandbox (seed {args.seed}, scale {args.scale}) listening on {url}", flush=True)
             expected = expected_counts(url)
             run_meltano(meltano, url, output, WORK_DIR / "meltano-run.log")
         finally:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import signal
+import socket
 import subprocess
 import sys
 from collections import Counter
@@ -37,7 +39,7 @@ def test_demo_loads_exactly_what_the_sandbox_serves(meltano: MeltanoProject, tmp
         stdin=subprocess.DEVNULL,
         capture_output=True,
         text=True,
-        timeout=1500,
+        timeout=540,
         check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr
@@ -63,6 +65,27 @@ def test_demo_loads_exactly_what_the_sandbox_serves(meltano: MeltanoProject, tmp
         isinstance(value, (dict, list)) for row in records["deals"] for value in row.values()
     )
     assert any(not value.isascii() for row in records["persons"] for value in _strings(row))
+
+
+def test_sigterm_stops_the_sandbox_and_the_run(meltano: MeltanoProject, tmp_path):
+    process = subprocess.Popen(
+        [sys.executable, str(DEMO_SCRIPT), "--output", str(tmp_path), "--scale", "0.1"],
+        cwd=REPO_ROOT,
+        env=meltano.environment({"MELTANO_BIN": str(meltano.executable)}),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    assert process.stdout is not None
+    first_line = process.stdout.readline()
+    assert "listening on http://127.0.0.1:" in first_line
+    port = int(first_line.rsplit(":", 1)[1])
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=30) == 128 + signal.SIGTERM
+    process.stdout.close()
+    with pytest.raises(ConnectionRefusedError), socket.create_connection(("127.0.0.1", port)):
+        pass
 
 
 def _strings(value):
