@@ -1108,7 +1108,10 @@ def test_a_full_walk_of_the_api_delivers_the_expected_counts(tiny, http):
     }
     listed = {name: walk(key) for name, key in simple.items()}
     delivered.update({name: len(rows) for name, rows in listed.items()})
-    delivered["goals"] = len(get(http, tiny, "/v1/goals/find").json()["data"]["goals"])
+    delivered["goals"] = sum(  # /goals/find lists active goals unless asked otherwise
+        len(get(http, tiny, "/v1/goals/find", is_active=flag).json()["data"]["goals"])
+        for flag in ("true", "false")
+    )
     delivered["leads"] = len(walk("v1 /leads")) + len(walk("v1 /leads/archived"))
     projects = walk("v2 /projects") + walk("v2 /projects/archived")
     delivered["projects"] = len(projects)
@@ -1194,3 +1197,52 @@ def test_deal_children_skip_deleted_deals(tiny):
     assert deleted
     for name in ("deal_flow", "deal_followers", "deal_products", "deal_participants"):
         assert not {row["deal_id"] for row in tiny.dataset[name]} & deleted, name
+
+
+def test_hostile_empty_v1_page_points_back_at_itself(fresh, http):
+    fresh.faults.add("hostile", path="/v1/notes", what="empty_page_with_cursor")
+    empty = get(http, fresh, "/v1/notes", start=10, limit=5).json()
+    assert empty["data"] is None
+    pagination = empty["additional_data"]["pagination"]
+    assert pagination["more_items_in_collection"] is True and pagination["next_start"] == 10
+    normal = get(http, fresh, "/v1/notes", start=10, limit=5).json()
+    assert len(normal["data"]) == 5
+
+
+def test_401_answers_carry_rate_limit_headers(sb):
+    with requests.Session() as anon:
+        answer = anon.get(sb.url + "/api/v2/deals", timeout=10)
+    assert answer.status_code == 401
+    assert {"x-ratelimit-limit", "x-ratelimit-remaining", "x-ratelimit-reset"} <= set(
+        answer.headers
+    )
+
+
+def test_counts_for_selected_streams_and_lazy_tables(fresh):
+    world = World(2, 500.0)  # a million deals: nothing is generated until used
+    assert world.expected_counts(["pipelines"]) == {"pipelines": 3}
+    assert len(world.tables._built) == 1
+    with pytest.raises(KeyError):
+        world.expected_counts(["nope"])
+    with requests.Session() as plain:
+        answer = plain.get(
+            fresh.url + "/_sandbox/counts", params={"streams": "deals,users"}, timeout=10
+        )
+    assert answer.json() == fresh.expected_counts(["deals", "users"])
+    assert set(answer.json()) == {"deals", "users"}
+
+
+def test_control_plane_adds_custom_fields_from_changes(fresh):
+    with requests.Session() as plain:
+        answer = plain.post(
+            fresh.url + "/_sandbox/mutate",
+            json={
+                "action": "add_custom_field",
+                "entity": "persons",
+                "changes": {"name": "Shoe size", "field_type": "int"},
+            },
+            timeout=10,
+        )
+    assert answer.status_code == 200
+    codes = [f["field_code"] for f in fresh.dataset["person_fields"]]
+    assert answer.json()["field_code"] == codes[-1]

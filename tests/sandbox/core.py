@@ -17,6 +17,7 @@ from tests.sandbox.oauth import OAuthState, _same
 from tests.sandbox.server import BurstLimiter, RequestRecord, SandboxServer
 from tests.sandbox.util import CLOCK_START, FORMATTERS, mix_seed
 
+FIELD_KEYS = ("name", "field_type", "options")
 # Entity names accepted by add_custom_field -> field set.
 FIELD_SET_OF = {
     "deals": "deal",
@@ -375,11 +376,9 @@ class Sandbox:
         if action == "add":
             return self.add_record(entity, **changes)
         if action == "add_custom_field":
+            spec = {**changes, **{k: v for k, v in payload.items() if k in FIELD_KEYS}}
             return self.add_custom_field(
-                entity,
-                payload.get("name", ""),
-                payload.get("field_type", ""),
-                payload.get("options"),
+                entity, spec.get("name", ""), spec.get("field_type", ""), spec.get("options")
             )
         raise ValueError(
             f"unknown mutate action {action!r} (update, delete, add, add_custom_field)"

@@ -30,6 +30,7 @@ SHAPES: dict[str, Any] = json.loads(
 )
 # Records of tables up to this size are memoised once built; bigger tables build on demand.
 CACHE_LIMIT = 60_000
+CUSTOM_POOL_SIZE = 256
 
 
 @dataclass(frozen=True)
@@ -214,17 +215,12 @@ class Table:
             if name not in record:
                 record[name] = filler(rng, world)
         if entity.field_set is not None:
-            values: dict[str, Any] = {}
-            for definition in world.fields.custom(entity.field_set):
-                present, value = v2_value(definition, rng, world.refs)
-                if present:
-                    values[definition.code] = value
-            record["custom_fields"] = values
+            pool = world.custom_value_pool(entity.field_set)
+            # Shared, read-only dict: records of one world draw from a pool of value sets.
+            record["custom_fields"] = pool[int(rng.random() * len(pool))][0]
         if entity.flat_field_set is not None:
-            for definition in world.fields.custom(entity.flat_field_set):
-                present, value = v2_value(definition, rng, world.refs)
-                if present:
-                    record.update(v1_flat(definition, value))
+            pool = world.custom_value_pool(entity.flat_field_set)
+            record.update(pool[int(rng.random() * len(pool))][1])
         ordered = {name: record.pop(name) for name in plan.order if name in record}
         ordered.update(record)
         return ordered
@@ -309,13 +305,35 @@ class World:
         self.refs: dict[str, int] = {}
         for entity in ENTITIES:
             self.refs[entity.name] = _count_for(entity, scale)
-        self.tables: dict[str, Table] = {}
-        for entity in ENTITIES:
-            self.tables[entity.name] = Table(self, entity, self.refs[entity.name])
+        self.tables = Tables(self)
         self.children: dict[str, ChildTable] = {
             child.name: ChildTable(self, child) for child in CHILDREN
         }
-        self._last_stamp = 0
+        self._pools: dict[str, tuple[int, list[tuple[dict[str, Any], dict[str, Any]]]]] = {}
+
+    def custom_value_pool(self, set_name: str) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+        """Custom field value sets (v2 ``custom_fields`` dict, v1 flat keys) for records.
+
+        Building 30 values per record dominated record cost, so each record picks one of
+        ``CUSTOM_POOL_SIZE`` deterministic sets.  A set's values never change when a field is
+        added later: each set draws from its own RNG, field after field."""
+        definitions = self.fields.custom(set_name)
+        found = self._pools.get(set_name)
+        if found is not None and found[0] == len(definitions):
+            return found[1]
+        pool = []
+        for index in range(CUSTOM_POOL_SIZE):
+            rng = random.Random(mix_seed(self.seed, set_name, "values", index))
+            values: dict[str, Any] = {}
+            flat: dict[str, Any] = {}
+            for definition in definitions:
+                present, value = v2_value(definition, rng, self.refs)
+                if present:
+                    values[definition.code] = value
+                    flat.update(v1_flat(definition, value))
+            pool.append((values, flat))
+        self._pools[set_name] = (len(definitions), pool)
+        return pool
 
     # ---- field metadata -------------------------------------------------------------------
     def field_records(self, entity: str) -> list[dict[str, Any]] | None:
@@ -362,6 +380,38 @@ class World:
                 else:
                     counts[name] = len(self.field_records(name) or [])
         return counts
+
+
+class Tables(Mapping[str, Table]):
+    """The world's tables, each generated on first use: a benchmark that only reads deals
+    at a million-deal scale does not pay for a million-row index of every other entity."""
+
+    def __init__(self, world: World) -> None:
+        self._world = world
+        self._defs = {entity.name: entity for entity in ENTITIES}
+        self._built: dict[str, Table] = {}
+        self._lock = threading.RLock()
+
+    def __getitem__(self, name: str) -> Table:
+        table = self._built.get(name)
+        if table is not None:
+            return table
+        entity = self._defs[name]  # KeyError for unknown names, as a dict would
+        with self._lock:
+            table = self._built.get(name)
+            if table is None:
+                table = Table(self._world, entity, self._world.refs[name])
+                self._built[name] = table
+            return table
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._defs
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._defs)
+
+    def __len__(self) -> int:
+        return len(self._defs)
 
 
 class Dataset(Mapping[str, list[dict[str, Any]]]):

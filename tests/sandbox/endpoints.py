@@ -245,7 +245,15 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         phase=2,
     ),
     _v1("/filters", "filters", "none", "none", filters=("filter_type",), phase=2),
-    _v1("/goals/find", "goals", "none", "none", data_path=("goals",), phase=2),
+    _v1(
+        "/goals/find",
+        "goals",
+        "none",
+        "none",
+        filters=("goal_active",),
+        data_path=("goals",),
+        phase=2,
+    ),
     _v1("/roles", "roles", "offset", "nested_no_next", phase=2),
     _v1(
         "/roles/{id}/assignments",

@@ -29,7 +29,8 @@ HOSTILE_MODES = (
     "duplicate_ids",
     "empty_page_with_cursor",
 )
-HTTP_ERROR_STATUSES = (500, 502, 503, 524)
+# 402/403 are Pipedrive's refusals (plan, scope), 404/410 a record that is gone.
+HTTP_ERROR_STATUSES = (402, 403, 404, 410, 500, 502, 503, 524)
 # Faults a well-behaved client should ride out by retrying.
 RETRIABLE_MIX: tuple[tuple[str, dict[str, Any]], ...] = (
     ("burst_429", {"reset": 1}),

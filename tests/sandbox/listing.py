@@ -45,8 +45,11 @@ class ApiError(Exception):
         }
 
 
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+
+
 def dumps(value: Any) -> bytes:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    return _ENCODER.encode(value).encode("utf-8")
 
 
 # ---- query parameter parsing -------------------------------------------------------------------
@@ -260,6 +263,14 @@ def _noop(query: dict[str, str], table: Table | None, sel: Selection) -> None:
     return None
 
 
+def _goal_active(query: dict[str, str], table: Table | None, sel: Selection) -> None:
+    # /goals/find lists active goals only, unless asked for is_active=false (default true).
+    value = _bool_param(query, "is_active")
+    wanted = True if value is None else value
+    sel.signature.append(("is_active", wanted))
+    sel.record.append(lambda rec: bool(rec.get("is_active")) == wanted)
+
+
 FILTERS: dict[str, Callable[[dict[str, str], Table | None, Selection], None]] = {
     "updated_since": _updated_since,
     "updated_until": _updated_until,
@@ -285,6 +296,7 @@ FILTERS: dict[str, Callable[[dict[str, str], Table | None, Selection], None]] = 
     "end_date": _noop,  # handled together with start_date
     "term": _term,
     "folder": _folder,
+    "goal_active": _goal_active,
     "filter_type": _filter_type,
     "relationship_org_id": _relationship_org,
     "deal_ids": _noop,  # batch endpoints select their parents directly
@@ -435,6 +447,7 @@ class Page:
     limit: int = 0
     more: bool = False
     empty_is_null: bool = False
+    next_start: int | None = None  # overrides start + limit (hostile empty pages)
 
 
 class Lister:
@@ -747,7 +760,16 @@ class Lister:
         prev = self._render(dict(previous), excluded, query) if previous is not None else None
         rendered = apply_hostile(rendered, prev, hostile)
         if "empty_page_with_cursor" in hostile.modes:
-            return Page([], next_cursor=cursor_same, start=start, limit=limit, more=True)
+            # Nothing delivered, yet "more" points at the very same position.
+            return Page(
+                [],
+                next_cursor=cursor_same,
+                start=start,
+                limit=limit,
+                more=True,
+                empty_is_null=True,
+                next_start=start,
+            )
         return Page(
             [dumps(rec) for rec in rendered],
             next_cursor=next_cursor,
@@ -803,7 +825,9 @@ class Lister:
                 "more_items_in_collection": page.more,
             }
             if page.more and endpoint.envelope == "nested":
-                pagination["next_start"] = page.start + page.limit
+                pagination["next_start"] = (
+                    page.next_start if page.next_start is not None else page.start + page.limit
+                )
             additional = {"pagination": pagination}
         elif endpoint.envelope == "flat":
             additional = {

@@ -58,6 +58,13 @@ NGINX_502 = (
     "</center><hr><center>nginx</center></body></html>"
 )
 DISABLED_BURST_LIMIT = 100_000
+# Error texts of the JSON error bodies an http_error fault can send.
+JSON_ERRORS = {
+    402: "Company account is not open. Please check your billing details.",
+    403: "You do not have permission to access this resource (missing scope or plan feature)",
+    404: "Item not found",
+    410: "Item has been deleted",
+}
 
 
 @dataclass
@@ -91,6 +98,19 @@ class BurstLimiter:
         self.window = window
         self._hits: dict[str, deque[float]] = {}
         self._lock = threading.Lock()
+
+    def peek(self, key: str) -> dict[str, str]:
+        """The rate limit headers for ``key`` without counting a request."""
+        now = time.monotonic()
+        limit = self.limit if self.limit is not None else DISABLED_BURST_LIMIT
+        with self._lock:
+            hits = [hit for hit in self._hits.get(key, ()) if hit > now - self.window]
+        reset = math.ceil(hits[0] + self.window - now) if hits else math.ceil(self.window)
+        return {
+            "x-ratelimit-limit": str(limit),
+            "x-ratelimit-remaining": str(max(0, limit - len(hits))),
+            "x-ratelimit-reset": str(max(1, reset)),
+        }
 
     def hit(self, key: str) -> tuple[bool, int, int, int]:
         """(allowed, limit, remaining, reset seconds) — counts the request when allowed."""
@@ -130,10 +150,20 @@ ROUTES = _routes()
 API_PREFIXES = (("/api/v2", "v2"), ("/api/v1", "v1"), ("/v1", "v1"))
 
 
+LITERAL_ROUTES = {
+    (route.endpoint.version, route.endpoint.path): route.endpoint
+    for route in ROUTES
+    if "{id}" not in route.endpoint.path
+}
+
+
 def resolve(path: str) -> tuple[Endpoint, str | None] | None:
     for prefix, version in API_PREFIXES:
         if path.startswith(prefix + "/"):
             rest = path[len(prefix) :]
+            literal = LITERAL_ROUTES.get((version, rest.rstrip("/")))
+            if literal is not None:
+                return literal, None
             for route in ROUTES:
                 if route.endpoint.version != version:
                     continue
@@ -161,15 +191,56 @@ class SandboxServer(ThreadingHTTPServer):
         super().__init__(("127.0.0.1", port), SandboxHandler)
 
 
+class Headers(dict[str, str]):
+    """Request headers with case-insensitive ``get`` (keys are stored lower-case)."""
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return super().get(key.lower(), default)
+
+
+MAX_HEADERS = 100
+
+
 class SandboxHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     disable_nagle_algorithm = True
     server: SandboxServer
+    raw_requestline: bytes
     server_version = "sandbox"
     sys_version = ""
 
     def log_message(self, format: str, *args: Any) -> None:
         return None  # keep test output clean; requests are logged in sb.requests instead
+
+    def parse_request(self) -> bool:
+        """A lean replacement of the stdlib parser (which goes through ``email`` and costs
+        more than the rest of a small request); benchmarks hammer this path."""
+        line = str(self.raw_requestline, "iso-8859-1").rstrip("\r\n")
+        self.requestline = line
+        parts = line.split()
+        if len(parts) != 3 or not parts[2].startswith("HTTP/1."):
+            self.request_version = "HTTP/1.1"
+            self.close_connection = True
+            self.send_error(400, "Bad request line")
+            return False
+        self.command, self.path, self.request_version = parts
+        headers = Headers()
+        for _ in range(MAX_HEADERS + 1):
+            raw = self.rfile.readline(65537)
+            if raw in (b"\r\n", b"\n", b""):
+                break
+            name, _, value = raw.decode("iso-8859-1").partition(":")
+            headers[name.strip().lower()] = value.strip()
+        else:
+            self.close_connection = True
+            self.send_error(431, "Too many headers")
+            return False
+        self.headers = headers  # type: ignore[assignment]
+        connection = headers.get("connection", "").lower()
+        self.close_connection = connection == "close" or (
+            self.request_version == "HTTP/1.0" and connection != "keep-alive"
+        )
+        return True
 
     # entry points -------------------------------------------------------------------------------
     def do_GET(self) -> None:
@@ -300,7 +371,7 @@ class SandboxHandler(BaseHTTPRequestHandler):
             time.sleep(sb.latency)
         if not auth_ok:
             log(401)
-            self._send_json(401, UNAUTHORIZED)
+            self._send_json(401, UNAUTHORIZED, sb.limiter.peek(limiter_key))
             return
         allowed, limit, remaining, reset = sb.limiter.hit(limiter_key)
         rate_headers = {
@@ -329,6 +400,8 @@ class SandboxHandler(BaseHTTPRequestHandler):
         if not sb.budget_allows(endpoint.cost):
             sb.count_429()
             log(429)
+            # The burst window still has room: that is how clients tell the two 429s apart.
+            rate_headers["x-ratelimit-remaining"] = str(max(1, remaining))
             self._send_json(429, DAILY_BUDGET_BODY, rate_headers)
             return
         modes = fault.hostile_modes() if fault is not None and fault.kind == "hostile" else set()
@@ -400,7 +473,7 @@ class SandboxHandler(BaseHTTPRequestHandler):
                     status,
                     {
                         "success": False,
-                        "error": "Internal server error",
+                        "error": JSON_ERRORS.get(status, "Internal server error"),
                         "errorCode": status,
                         "error_info": "Please check developers.pipedrive.com",
                     },

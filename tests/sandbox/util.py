@@ -17,20 +17,35 @@ COMPANY_ID = 7001
 COMPANY_DOMAIN = "sandbox-company"
 
 
-def fmt_v2(ts: int) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
-
-
-def fmt_v1(ts: int) -> str:
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(ts))
-
-
-def fmt_iso_ms(ts: int) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime(ts))
+_DAYS: dict[int, str] = {}
 
 
 def fmt_date(ts: int) -> str:
-    return time.strftime("%Y-%m-%d", time.gmtime(ts))
+    day = ts // 86400
+    text = _DAYS.get(day)
+    if text is None:
+        text = time.strftime("%Y-%m-%d", time.gmtime(day * 86400))
+        _DAYS[day] = text
+    return text
+
+
+def _clock_of(ts: int) -> str:
+    hours, rest = divmod(ts % 86400, 3600)
+    minutes, seconds = divmod(rest, 60)
+    return f"{hours:02d}:{minutes:02d}:{seconds:02d}"
+
+
+# Formatting runs for every timestamp of every served record, hence the day cache above.
+def fmt_v2(ts: int) -> str:
+    return f"{fmt_date(ts)}T{_clock_of(ts)}Z"
+
+
+def fmt_v1(ts: int) -> str:
+    return f"{fmt_date(ts)} {_clock_of(ts)}"
+
+
+def fmt_iso_ms(ts: int) -> str:
+    return f"{fmt_date(ts)}T{_clock_of(ts)}.000Z"
 
 
 FORMATTERS = {"v2": fmt_v2, "v1": fmt_v1, "iso": fmt_iso_ms}
