@@ -22,6 +22,7 @@ from singer_sdk.pagination import BaseAPIPaginator
 from tap_pipedrive import schemas
 from tap_pipedrive.auth import PipedriveOAuthAuthenticator
 from tap_pipedrive.custom_fields import CustomFieldSchema, layout_for
+from tap_pipedrive.endpoints import scope_hint
 from tap_pipedrive.errors import (
     DailyBudgetExhausted,
     PipedriveAPIError,
@@ -123,6 +124,8 @@ class PipedriveStream(RESTStream[t.Any]):
     # Incremental streams: name of the query parameter taking the bookmark.
     updated_since_param: t.ClassVar[str | None] = None
     sort_params: t.ClassVar[dict[str, str]] = {}
+    # Set when Pipedrive refused the stream (402/403): it is skipped for the rest of the run.
+    refused = False
     # The field set ("deal", "person", ...) whose custom fields become typed columns;
     # declaring it is all a stream needs (see custom_fields.py).
     custom_fields_entity: t.ClassVar[str | None] = None
@@ -189,10 +192,13 @@ class PipedriveStream(RESTStream[t.Any]):
         return super()._request(prepared_request, context)
 
     def request_records(self, context: Context | None) -> t.Iterable[dict]:
+        if self.refused:
+            return  # one warning per stream and run, not one per partition or parent
         try:
             yield from super().request_records(context)
         except StreamUnavailable as exc:
             # Missing scope or plan feature: this stream is skipped, the sync goes on.
+            self.refused = True
             self.logger.warning("Skipping stream %s: %s", self.name, exc)
         except RetriableAPIError as exc:
             msg = f"Gave up after {self.backoff_max_tries()} attempts: {exc}"
@@ -219,7 +225,8 @@ class PipedriveStream(RESTStream[t.Any]):
             # 403: a block to back off from, not a permissions problem.
             raise RetriableAPIError(self.response_error_message(response), response)
         if status in (HTTPStatus.FORBIDDEN, HTTPStatus.PAYMENT_REQUIRED):
-            raise StreamUnavailable(self.response_error_message(response))
+            message = self.response_error_message(response) + scope_hint(response.url)
+            raise StreamUnavailable(message)
         if status >= HTTPStatus.BAD_REQUEST:
             raise PipedriveAPIError(self.response_error_message(response))
         try:
@@ -443,20 +450,21 @@ class ArchivableMixin(PipedriveStream):
     """Entities whose archived rows live behind a second endpoint with the same shape.
 
     Since 2025-07-15 Pipedrive's normal lists leave archived rows out. Both lists
-    feed one stream; each is a partition with its own bookmark.
+    feed one stream; each is a partition with its own bookmark. The partition key is the
+    record's own ``is_archived`` property, so the SDK finds nothing to add to the rows.
     """
 
     archived_path: t.ClassVar[str]
 
     @property
     def partitions(self) -> list[dict] | None:
-        return [{"archived": False}, {"archived": True}]
+        return [{"is_archived": False}, {"is_archived": True}]
 
     def get_url(self, context: Context | None) -> str:
-        if context and context.get("archived"):
+        if context and context.get("is_archived"):
             return f"{self.url_base}{self.archived_path}"
         return super().get_url(context)
 
     def post_process(self, row: dict, context: Context | None = None) -> dict | None:
-        row.setdefault("is_archived", bool(context and context.get("archived")))
+        row.setdefault("is_archived", bool(context and context.get("is_archived")))
         return super().post_process(row, context)

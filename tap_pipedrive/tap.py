@@ -149,6 +149,14 @@ CONFIG_SCHEMA = th.PropertiesList(
         description="User-Agent header sent with every request.",
     ),
     th.Property(
+        "include_mail_messages",
+        th.BooleanType,
+        default=False,
+        title="Read mail messages",
+        description="Read the messages of mail threads (stream mail_messages, one request "
+        "per changed thread). Off by default: mail is personal.",
+    ),
+    th.Property(
         "request_timeout",
         th.IntegerType(minimum=1),
         default=300,

@@ -61,6 +61,18 @@ class StreamSpec:
     # Values are non-null type fragments; the generator makes them nullable unless they are
     # primary keys.
     added_properties: Mapping[str, JsonSchema] = field(default_factory=dict)
+    # Other endpoints answering with the same kind of row, whose properties the schema also
+    # takes (the spec describes the v2 field metadata of each entity a little differently).
+    shape_paths: tuple[str, ...] = ()
+
+
+def _parent_time(parent: str) -> dict[str, JsonSchema]:
+    """The parent's update_time, which child streams carry as their replication key.
+
+    Children are read only for parents changed since the stream's bookmark; the parent time
+    on each row also tells current children from ones removed since (older parent time).
+    """
+    return {f"{parent}_update_time": _TIMESTAMP}
 
 
 def _followers(parent: str, path: str) -> StreamSpec:
@@ -69,12 +81,23 @@ def _followers(parent: str, path: str) -> StreamSpec:
         "v2",
         (path,),
         (f"{parent}_id", "user_id"),
-        {f"{parent}_id": _INTEGER},
+        {f"{parent}_id": _INTEGER, **_parent_time(parent)},
     )
 
 
+V2_FIELD_PATHS = (
+    "/dealFields",
+    "/personFields",
+    "/organizationFields",
+    "/productFields",
+    "/activityFields",
+    "/projectFields",
+)
+
+
 def _v2_fields(stream: str, path: str) -> StreamSpec:
-    return StreamSpec(stream, "v2", (path,), ("field_code",))
+    others = tuple(other for other in V2_FIELD_PATHS if other != path)
+    return StreamSpec(stream, "v2", (path,), ("field_code",), shape_paths=others)
 
 
 FOUNDATION_STREAMS: tuple[StreamSpec, ...] = (
@@ -108,7 +131,13 @@ COVERAGE_STREAMS: tuple[StreamSpec, ...] = (
     StreamSpec("lead_labels", "v1", ("/leadLabels",), ("id",)),
     StreamSpec("lead_sources", "v1", ("/leadSources",), ("name",)),
     StreamSpec("notes", "v1", ("/notes",), ("id",)),
-    StreamSpec("note_comments", "v1", ("/notes/{id}/comments",), ("uuid",), {"note_id": _INTEGER}),
+    StreamSpec(
+        "note_comments",
+        "v1",
+        ("/notes/{id}/comments",),
+        ("uuid",),
+        {"note_id": _INTEGER, **_parent_time("note")},
+    ),
     StreamSpec("files", "v1", ("/files",), ("id",)),
     StreamSpec("call_logs", "v1", ("/callLogs",), ("id",)),
     StreamSpec(
@@ -119,7 +148,13 @@ COVERAGE_STREAMS: tuple[StreamSpec, ...] = (
         # The endpoint needs one folder per call; the tap records which folder it read.
         {"folder": _STRING},
     ),
-    StreamSpec("mail_messages", "v1", ("/mailbox/mailThreads/{id}/mailMessages",), ("id",)),
+    StreamSpec(
+        "mail_messages",
+        "v1",
+        ("/mailbox/mailThreads/{id}/mailMessages",),
+        ("id",),
+        _parent_time("mail_thread"),
+    ),
     StreamSpec("filters", "v1", ("/filters",), ("id",)),
     StreamSpec("goals", "v1", ("/goals/find",), ("id",)),
     StreamSpec("roles", "v1", ("/roles",), ("id",)),
@@ -140,8 +175,8 @@ COVERAGE_STREAMS: tuple[StreamSpec, ...] = (
     _v2_fields("project_fields", "/projectFields"),
     StreamSpec("note_fields", "v1", ("/noteFields",), ("key",)),
     StreamSpec("lead_fields", "v1", ("/leadFields",), ("key",)),
-    StreamSpec("deal_products", "v2", ("/deals/products",), ("id",)),
-    StreamSpec("deal_installments", "v2", ("/deals/installments",), ("id",)),
+    StreamSpec("deal_products", "v2", ("/deals/products",), ("id",), _parent_time("deal")),
+    StreamSpec("deal_installments", "v2", ("/deals/installments",), ("id",), _parent_time("deal")),
     _followers("deal", "/deals/{id}/followers"),
     _followers("person", "/persons/{id}/followers"),
     _followers("organization", "/organizations/{id}/followers"),
@@ -151,7 +186,7 @@ COVERAGE_STREAMS: tuple[StreamSpec, ...] = (
         "v1",
         ("/deals/{id}/participants",),
         ("id",),
-        {"deal_id": _INTEGER},
+        {"deal_id": _INTEGER, **_parent_time("deal")},
     ),
     # Changelog rows have no id of their own; one field of one deal changes at most once at
     # a given second, so (deal, field, time) identifies a row.
@@ -160,7 +195,7 @@ COVERAGE_STREAMS: tuple[StreamSpec, ...] = (
         "v1",
         ("/deals/{id}/changelog",),
         ("deal_id", "field_key", "time"),
-        {"deal_id": _INTEGER},
+        {"deal_id": _INTEGER, **_parent_time("deal")},
     ),
     # Flow rows wrap another object (`object` names its kind, `data` holds it). The tap lifts
     # `data.id` to `id`; ids are unique per kind, the deal id keeps keys unique across deals.
@@ -169,15 +204,49 @@ COVERAGE_STREAMS: tuple[StreamSpec, ...] = (
         "v1",
         ("/deals/{id}/flow",),
         ("deal_id", "object", "id"),
-        {"deal_id": _INTEGER, "id": _INTEGER},
+        {"deal_id": _INTEGER, "id": _INTEGER, **_parent_time("deal")},
     ),
-    StreamSpec("product_variations", "v2", ("/products/{id}/variations",), ("id",)),
-    StreamSpec("projects", "v2", ("/projects", "/projects/archived"), ("id",)),
+    # The updates feeds of persons and organizations, keyed like deal_flow.
+    StreamSpec(
+        "person_flow",
+        "v1",
+        ("/persons/{id}/flow",),
+        ("person_id", "object", "id"),
+        {"person_id": _INTEGER, "id": _INTEGER, **_parent_time("person")},
+    ),
+    StreamSpec(
+        "organization_flow",
+        "v1",
+        ("/organizations/{id}/flow",),
+        ("organization_id", "object", "id"),
+        {"organization_id": _INTEGER, "id": _INTEGER, **_parent_time("organization")},
+    ),
+    StreamSpec(
+        "product_variations",
+        "v2",
+        ("/products/{id}/variations",),
+        ("id",),
+        _parent_time("product"),
+    ),
+    StreamSpec(
+        "projects",
+        "v2",
+        ("/projects", "/projects/archived"),
+        ("id",),
+        # Archived projects come from their own endpoint but land in the same stream.
+        {"is_archived": {"type": "boolean"}},
+    ),
     StreamSpec("tasks", "v2", ("/tasks",), ("id",)),
     StreamSpec("boards", "v2", ("/boards",), ("id",)),
     StreamSpec("phases", "v2", ("/phases",), ("id",)),
     StreamSpec("project_templates", "v2", ("/projectTemplates",), ("id",)),
-    StreamSpec("organization_relationships", "v1", ("/organizationRelationships",), ("id",)),
+    StreamSpec(
+        "organization_relationships",
+        "v1",
+        ("/organizationRelationships",),
+        ("id",),
+        _parent_time("organization"),
+    ),
 )
 
 STREAMS: tuple[StreamSpec, ...] = FOUNDATION_STREAMS + COVERAGE_STREAMS
@@ -591,12 +660,12 @@ def include_fields_enum(spec: Mapping[str, Any], path: str) -> list[str]:
 def stream_schema(specs: Mapping[str, Mapping[str, Any]], stream: StreamSpec) -> JsonSchema:
     spec = specs[stream.version]
     properties: dict[str, JsonSchema] = {}
-    for path in stream.paths:
+    for path in (*stream.paths, *stream.shape_paths):
         item = response_item_schema(spec, path)
         rows = response_example_rows(spec, path)
         converted = _object_schema(spec, item, rows)
         for name, schema in converted.get("properties", {}).items():
-            properties.setdefault(name, schema)
+            properties[name] = _union(properties[name], schema) if name in properties else schema
         # Optional v2 fields listed in `include_fields` are only partly declared.
         for option in include_fields_enum(spec, path):
             for name in option.split(","):
@@ -617,6 +686,18 @@ def stream_schema(specs: Mapping[str, Mapping[str, Any]], stream: StreamSpec) ->
         "properties": properties,
         "required": list(stream.primary_keys),
     }
+
+
+def _union(first: JsonSchema, second: JsonSchema) -> JsonSchema:
+    """``first`` with the nested properties only ``second`` has (the first type wins)."""
+    if "properties" not in first or "properties" not in second:
+        if "items" in first and "items" in second:
+            return {**first, "items": _union(first["items"], second["items"])}
+        return first
+    merged = dict(first["properties"])
+    for name, schema in second["properties"].items():
+        merged[name] = _union(merged[name], schema) if name in merged else schema
+    return {**first, "properties": merged}
 
 
 def _replace(

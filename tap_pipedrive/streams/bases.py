@@ -1,0 +1,404 @@
+"""Read patterns that several stream modules share.
+
+* ``UntilEmptyOffsetPaginator``: v1 lists whose envelope says nothing about further pages.
+* ``NewestFirstStream``: incremental reads of lists that Pipedrive sorts by update time but
+  cannot filter by it (``/files``, ``/leads/archived``).
+* ``ChangedParentsStream``: children (followers, deal products, flows ...) read only for the
+  parents created or updated since the child stream's own bookmark, one request per parent
+  or one per batch of up to 100 parents.
+"""
+
+from __future__ import annotations
+
+import heapq
+import json
+import typing as t
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from functools import cached_property
+from http import HTTPStatus
+
+from tap_pipedrive.client import OffsetPaginator, PipedriveStream, response_json
+from tap_pipedrive.normalize import format_timestamp, to_rfc3339
+
+if t.TYPE_CHECKING:
+    from collections.abc import Iterable, Iterator
+
+    import requests
+    from singer_sdk.helpers.types import Context
+    from singer_sdk.pagination import BaseAPIPaginator
+
+_EARLIEST = datetime.min.replace(tzinfo=timezone.utc)
+_GONE = (HTTPStatus.NOT_FOUND, HTTPStatus.GONE)
+
+
+def parse_time(value: t.Any) -> datetime | None:
+    """A Pipedrive timestamp (v1 or v2 spelling) as an aware datetime; None when unusable."""
+    try:
+        text = to_rfc3339(value)
+    except (ValueError, TypeError, IndexError):
+        return None
+    return datetime.fromisoformat(text.replace("Z", "+00:00")) if text else None
+
+
+def _context_key(context: Context | None) -> str:
+    return json.dumps(dict(context or {}), sort_keys=True, default=str)
+
+
+class UntilEmptyOffsetPaginator(OffsetPaginator):
+    """Offset paging for v1 lists that may answer without any paging facts.
+
+    ``/mailbox/mailThreads`` and ``/permissionSets/{id}/assignments`` declare no
+    ``more_items_in_collection``. Without it, reading goes on until an empty page: one
+    request more than needed, and nothing lost. A server that ignored ``start`` would send
+    the same first row again; that ends the read too.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._previous_first_row: t.Any = None
+
+    def has_more(self, response: requests.Response) -> bool:
+        body = response_json(response)
+        if "more_items_in_collection" in self._pagination(body):
+            return super().has_more(response)
+        rows = body.get("data") or []
+        first = rows[0] if rows else None
+        if not rows or first == self._previous_first_row:
+            return False
+        self._previous_first_row = first
+        return True
+
+
+class NewestFirstStream(PipedriveStream):
+    """Incremental reads of a v1 list that sorts by update time but has no ``updated_since``.
+
+    With a bookmark from an earlier run the list is read newest first, and reading stops at
+    the first row older than the bookmark: a run costs a page or two however long the list
+    is. The rows found are emitted oldest first, so the bookmark advances as for any sorted
+    stream. Without a bookmark (the first sync) the list is read oldest first, all of it,
+    leaving out rows older than ``start_date``.
+    """
+
+    replication_key = "update_time"
+    # The server sorts; rows are emitted in the order of their parsed time, which text
+    # comparison of mixed spellings ("…36Z" and "…36.551000Z") could contradict.
+    check_sorted = False
+
+    def reads_newest_first(self, context: Context | None) -> bool:
+        """Whether this partition is read this way (a stream may mix it with a filter)."""
+        return True
+
+    @cached_property
+    def _descending(self) -> set[str]:
+        return set()
+
+    def get_url_params(self, context: Context | None, next_page_token: t.Any) -> dict[str, t.Any]:
+        params = super().get_url_params(context, next_page_token)
+        if self.reads_newest_first(context):
+            params.pop(self.updated_since_param or "", None)
+            direction = "DESC" if _context_key(context) in self._descending else "ASC"
+            params["sort"] = f"{self.replication_key} {direction}"
+        return params
+
+    def request_records(self, context: Context | None) -> t.Iterable[dict]:
+        if not self.reads_newest_first(context):
+            yield from super().request_records(context)
+            return
+        start = self.get_starting_timestamp(context)
+        has_bookmark = self.get_context_state(context).get("replication_key_value") is not None
+        if not has_bookmark:
+            for row in super().request_records(context):
+                moment = parse_time(row.get(self.replication_key))
+                if start is None or moment is None or moment >= start:
+                    yield row
+            return
+        key = _context_key(context)
+        self._descending.add(key)
+        found: list[tuple[datetime, int, dict]] = []
+        try:
+            for row in super().request_records(context):
+                moment = parse_time(row.get(self.replication_key))
+                if moment is not None and start is not None and moment < start:
+                    break  # everything from here on is older than the bookmark
+                found.append((moment or _EARLIEST, len(found), row))
+        finally:
+            self._descending.discard(key)
+        found.sort(key=lambda item: (item[0], -item[1]))
+        for _, _, row in found:
+            yield row
+
+
+@dataclass(frozen=True)
+class ParentSource:
+    """A list the parents of a child stream come from."""
+
+    path: str
+    version: str = "v2"
+    params: tuple[tuple[str, str], ...] = ()
+    # The list takes ``updated_since`` and sorts by update time; otherwise it is read whole
+    # and filtered here.
+    filtered: bool = True
+    paginator: t.Callable[[], BaseAPIPaginator] | None = None
+
+
+@dataclass(frozen=True)
+class Parent:
+    id: t.Any
+    update_time: datetime
+    # The parent's update_time as the parent stream emits it (RFC 3339).
+    time_text: str | None = field(compare=False)
+
+
+class ParentReader(PipedriveStream):
+    """Reads a parent list for a child stream; never synced as a stream of its own."""
+
+    schema: t.ClassVar[dict[str, t.Any]] = {"type": "object", "properties": {}}  # type: ignore[misc]
+    source: t.ClassVar[ParentSource]
+    since: t.ClassVar[str | None] = None
+
+    def get_new_paginator(self) -> BaseAPIPaginator | None:
+        if self.source.paginator is not None:
+            return self.source.paginator()
+        return super().get_new_paginator()
+
+    def get_url_params(self, context: Context | None, next_page_token: t.Any) -> dict[str, t.Any]:
+        params = super().get_url_params(context, next_page_token)
+        if self.source.filtered:
+            if self.api_version == "v2":
+                params.update(sort_by="update_time", sort_direction="asc")
+            else:
+                params["sort"] = "update_time ASC"
+            if self.since is not None:
+                params["updated_since"] = self.since
+        return params
+
+
+class ChangedParentsStream(PipedriveStream):
+    """Children of the parents created or updated since this stream's bookmark.
+
+    The parents come from their own lists, filtered by ``updated_since`` and sorted by
+    update time (or, where a list cannot filter, read whole and filtered here). The first
+    sync reads the children of every parent; later ones only those of changed parents.
+
+    Each child row carries its parent's ``update_time`` as ``<parent>_update_time``: it is the
+    replication key, and it tells a warehouse which rows are current (a child removed in
+    Pipedrive keeps the older parent time). The state is one bookmark per stream, plus the
+    ids of the parents read at exactly the bookmark's time, which the next run skips.
+
+    A parent deleted between the list and its own request (404/410) is skipped quietly.
+    """
+
+    parent_sources: t.ClassVar[tuple[ParentSource, ...]]
+    # Row property naming the parent; the tap fills it where the API leaves it out. None
+    # where the rows name their parents their own way (organization relationships).
+    parent_key: t.ClassVar[str | None] = None
+    # 1: one request per parent, its id in the path ({id}) or in ``parent_id_param``.
+    # More: one request names up to this many parents in ``parent_ids_param`` (comma list).
+    parents_per_request: t.ClassVar[int] = 1
+    parent_id_param: t.ClassVar[str | None] = None
+    parent_ids_param: t.ClassVar[str] = "deal_ids"
+    # Parents whose children are read between two state messages.
+    parents_per_checkpoint: t.ClassVar[int] = 25
+    # Children are emitted in parent order, which this class guarantees on parsed times.
+    check_sorted = False
+
+    @cached_property
+    def vanished_parents(self) -> list[t.Any]:
+        return []
+
+    # --- parents ------------------------------------------------------------------------
+    def _reader(self, source: ParentSource, since: str | None) -> PipedriveStream:
+        reader_type = type(
+            f"{type(self).__name__}ParentReader",
+            (ParentReader,),
+            {
+                # Named after the child, so a refusal is reported for the stream it stops.
+                "name": self.name,
+                "path": source.path,
+                "api_version": source.version,
+                "extra_params": dict(source.params),
+                "source": source,
+                "since": since if source.filtered else None,
+            },
+        )
+        return reader_type(tap=self._tap)
+
+    def _read_source(
+        self, source: ParentSource, start: datetime | None, readers: list[PipedriveStream]
+    ) -> Iterator[Parent]:
+        reader = self._reader(source, format_timestamp(start) if start else None)
+        readers.append(reader)
+        for row in reader.request_records(None):
+            text = row.get("update_time")
+            moment = parse_time(text)
+            if start is not None and moment is not None and moment < start:
+                continue
+            normalized = to_rfc3339(text) if moment is not None else None
+            yield Parent(row.get("id"), moment or _EARLIEST, normalized)
+
+    def changed_parents(self, start: datetime | None) -> Iterator[Parent]:
+        """Parents updated at or after ``start``, oldest first, each once."""
+        readers: list[PipedriveStream] = []
+        filtered = [s for s in self.parent_sources if s.filtered]
+        unfiltered = [s for s in self.parent_sources if not s.filtered]
+        seen: set[t.Any] = set()
+        merged: Iterable[Parent] = heapq.merge(
+            *(self._read_source(source, start, readers) for source in filtered),
+            key=lambda parent: parent.update_time,
+        )
+        if unfiltered:
+            # Lists without a server-side filter are read whole; their parents are sorted
+            # here (ids and times only, so memory stays small).
+            latest: dict[t.Any, Parent] = {}
+            for source in unfiltered:
+                for parent in self._read_source(source, start, readers):
+                    known = latest.get(parent.id)
+                    if known is None or parent.update_time > known.update_time:
+                        latest[parent.id] = parent
+            merged = heapq.merge(
+                merged,
+                sorted(latest.values(), key=lambda p: p.update_time),
+                key=lambda parent: parent.update_time,
+            )
+        for parent in merged:
+            if parent.id is None or parent.id in seen:
+                continue
+            seen.add(parent.id)
+            yield parent
+        if any(reader.refused for reader in readers):
+            self.refused = True
+
+    # --- children ------------------------------------------------------------------------
+    def get_starting_replication_key_value(self, context: Context | None) -> t.Any:
+        if context and ("id" in context or "ids" in context):
+            # A request for some parents' children, not a partition: it has no bookmark,
+            # and asking the state manager would create a state entry per parent.
+            return None
+        return super().get_starting_replication_key_value(context)
+
+    def get_url_params(self, context: Context | None, next_page_token: t.Any) -> dict[str, t.Any]:
+        params = super().get_url_params(context, next_page_token)
+        if context and "ids" in context:
+            params[self.parent_ids_param] = context["ids"]
+        elif context and self.parent_id_param:
+            params[self.parent_id_param] = context["id"]
+        return params
+
+    def validate_response(self, response: requests.Response) -> None:
+        if self.parents_per_request == 1 and response.status_code in _GONE:
+            # The parent was deleted after the list was read: nothing left to read.
+            self._tap.rate_limiter.observe(response)  # type: ignore[attr-defined]
+            try:
+                response_json(response)
+            except ValueError:
+                # Not Pipedrive's JSON error body: read it as an empty last page.
+                response._pipedrive_json = {}  # type: ignore[attr-defined]
+            self.vanished_parents.append(response.url.rsplit("?", 1)[0])
+            return
+        super().validate_response(response)
+
+    def parse_response(self, response: requests.Response) -> t.Iterable[dict]:
+        if response.status_code in _GONE:
+            return ()
+        return super().parse_response(response)
+
+    def _children(self, parents: list[Parent]) -> Iterator[dict]:
+        if self.parents_per_request > 1:
+            key = t.cast("str", self.parent_key)
+            position = {parent.id: index for index, parent in enumerate(parents)}
+            ids = ",".join(str(parent.id) for parent in parents)
+            rows = list(super().request_records({"ids": ids}))
+            # One request covers many parents: emit the rows in parent order.
+            rows.sort(key=lambda row: position.get(row.get(key), len(parents)))
+            for row in rows:
+                index = position.get(row.get(key))
+                yield self._with_parent(row, parents[-1 if index is None else index])
+            return
+        for parent in parents:
+            for row in super().request_records({"id": parent.id}):
+                yield self._with_parent(row, parent)
+            if self.refused:
+                return
+
+    def _with_parent(self, row: dict, parent: Parent) -> dict:
+        if self.parent_key is not None and row.get(self.parent_key) is None:
+            row[self.parent_key] = parent.id
+        row[t.cast("str", self.replication_key)] = parent.time_text
+        return row
+
+    def request_records(self, context: Context | None) -> t.Iterable[dict]:
+        if self.refused:
+            return
+        start = self.get_starting_timestamp(context)
+        state = self.get_context_state(context)
+        boundary = dict(state.get("boundary_parents") or {})
+        at_bookmark = parse_time(boundary.get("update_time"))
+        skip = set(boundary.get("ids") or ()) if at_bookmark is not None else set()
+        chunk_size = max(self.parents_per_request, 1)
+        if chunk_size == 1:
+            chunk_size = self.parents_per_checkpoint
+        chunk: list[Parent] = []
+        done_at: tuple[datetime, list[t.Any]] | None = None
+        for parent in self.changed_parents(start):
+            if parent.update_time == at_bookmark and parent.id in skip:
+                continue  # read by the previous run, which stopped at this very time
+            chunk.append(parent)
+            if len(chunk) >= chunk_size:
+                yield from self._children(chunk)
+                done_at = self._checkpoint(chunk, done_at)
+                chunk = []
+            if self.refused:
+                return
+        if chunk and not self.refused:
+            yield from self._children(chunk)
+            self._checkpoint(chunk, done_at)
+        if self.vanished_parents:
+            self.logger.info(
+                "Stream %s: %d parent(s) were deleted while the sync ran; skipped",
+                self.name,
+                len(self.vanished_parents),
+            )
+
+    def _checkpoint(
+        self, chunk: list[Parent], done_at: tuple[datetime, list[t.Any]] | None
+    ) -> tuple[datetime, list[t.Any]] | None:
+        """Advance the bookmark past a chunk whose children have all been emitted."""
+        if self.refused:
+            return done_at
+        last = chunk[-1]
+        if last.time_text is None:
+            return done_at
+        ids = done_at[1] if done_at is not None and done_at[0] == last.update_time else []
+        ids.extend(parent.id for parent in chunk if parent.update_time == last.update_time)
+        state = self.get_context_state(None)
+        state["replication_key"] = self.replication_key
+        state["replication_key_value"] = last.time_text
+        state["boundary_parents"] = {"update_time": last.time_text, "ids": ids}
+        self.state_manager.is_flushed = False
+        self._write_state_message()
+        return last.update_time, ids
+
+    def _skip_boundary_duplicate(self, row: dict, context: Context | None) -> dict | None:
+        # Boundary parents are skipped before their children are requested (see above).
+        return row
+
+
+class FlowStream(ChangedParentsStream):
+    """The updates feed (``/{deals,persons,organizations}/{id}/flow``) of changed parents.
+
+    Each row wraps another object (``object`` names its kind, ``data`` holds it); its id is
+    lifted to ``id``, which is unique per kind. Custom-field changes are included. The feed
+    costs 40 tokens per parent.
+    """
+
+    extra_params: t.ClassVar[dict[str, str]] = {"all_changes": "1"}
+
+    def post_process(self, row: dict, context: Context | None = None) -> dict | None:
+        data = row.get("data")
+        if row.get("id") is None and isinstance(data, dict):
+            row["id"] = data.get("id")
+        if row.get("id") is None or row.get("object") is None:
+            self.coercions.coerced("id", data, outcome="row skipped (no id)")
+            return None
+        return super().post_process(row, context)

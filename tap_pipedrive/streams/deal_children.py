@@ -1,0 +1,84 @@
+"""What hangs off a deal: products, installments, followers, participants, change history.
+
+Every stream here reads only the deals (open, won, lost and archived) created or updated
+since its own bookmark. Products and installments take up to 100 deals per request; the
+others cost one request per deal, so the first sync of a large account is the expensive one.
+"""
+
+from __future__ import annotations
+
+import typing as t
+
+from tap_pipedrive.client import CursorPaginator, PipedriveStream, V1Stream
+from tap_pipedrive.streams.bases import ChangedParentsStream, FlowStream, ParentSource
+
+if t.TYPE_CHECKING:
+    from singer_sdk.helpers.types import Context
+    from singer_sdk.pagination import BaseAPIPaginator
+
+# Deals as the deals stream lists them, minus deleted ones (their children are gone).
+CHANGED_DEALS = (ParentSource("/deals"), ParentSource("/deals/archived"))
+# /deals/products and /deals/installments accept at most 100 deal ids per request.
+MAX_DEAL_IDS = 100
+
+
+class DealChildStream(ChangedParentsStream):
+    parent_sources = CHANGED_DEALS
+    parent_key = "deal_id"
+    replication_key = "deal_update_time"
+
+
+class DealProductsStream(DealChildStream):
+    name = "deal_products"
+    path = "/deals/products"
+    parents_per_request = MAX_DEAL_IDS
+
+
+class DealInstallmentsStream(DealChildStream):
+    name = "deal_installments"
+    path = "/deals/installments"
+    parents_per_request = MAX_DEAL_IDS
+
+
+class DealFollowersStream(DealChildStream):
+    name = "deal_followers"
+    path = "/deals/{id}/followers"
+    primary_keys = ("deal_id", "user_id")
+
+
+class DealParticipantsStream(DealChildStream, V1Stream):
+    name = "deal_participants"
+    path = "/deals/{id}/participants"
+
+
+class DealChangelogStream(DealChildStream, V1Stream):
+    """Field-value history of each changed deal (a v1 endpoint with cursor paging)."""
+
+    name = "deal_changelog"
+    path = "/deals/{id}/changelog"
+    primary_keys = ("deal_id", "field_key", "time")
+
+    def get_new_paginator(self) -> BaseAPIPaginator | None:
+        return CursorPaginator()
+
+    def get_url_params(self, context: Context | None, next_page_token: t.Any) -> dict[str, t.Any]:
+        params = super().get_url_params(context, None)
+        if next_page_token is not None:
+            params["cursor"] = next_page_token
+        return params
+
+
+class DealFlowStream(DealChildStream, FlowStream, V1Stream):
+    name = "deal_flow"
+    path = "/deals/{id}/flow"
+    primary_keys = ("deal_id", "object", "id")
+
+
+DEAL_CHILD_STREAMS: tuple[type[PipedriveStream], ...] = (
+    DealProductsStream,
+    DealInstallmentsStream,
+    DealFollowersStream,
+    DealParticipantsStream,
+    DealChangelogStream,
+    DealFlowStream,
+)

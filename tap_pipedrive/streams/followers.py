@@ -1,0 +1,112 @@
+"""Children of persons, organizations and products: followers, relationships, variations,
+and the updates feeds of persons and organizations.
+
+Like the deal children, each stream reads only the parents created or updated since its own
+bookmark, one request per parent.
+"""
+
+from __future__ import annotations
+
+import typing as t
+from functools import cached_property
+
+from tap_pipedrive.client import PipedriveStream, V1Stream
+from tap_pipedrive.streams.bases import ChangedParentsStream, FlowStream, ParentSource
+
+if t.TYPE_CHECKING:
+    from singer_sdk.helpers.types import Context
+
+
+class PersonFollowersStream(ChangedParentsStream):
+    name = "person_followers"
+    path = "/persons/{id}/followers"
+    primary_keys = ("person_id", "user_id")
+    parent_sources = (ParentSource("/persons"),)
+    parent_key = "person_id"
+    replication_key = "person_update_time"
+
+
+class OrganizationFollowersStream(ChangedParentsStream):
+    name = "organization_followers"
+    path = "/organizations/{id}/followers"
+    primary_keys = ("organization_id", "user_id")
+    parent_sources = (ParentSource("/organizations"),)
+    parent_key = "organization_id"
+    replication_key = "organization_update_time"
+
+
+class ProductFollowersStream(ChangedParentsStream):
+    name = "product_followers"
+    path = "/products/{id}/followers"
+    primary_keys = ("product_id", "user_id")
+    parent_sources = (ParentSource("/products"),)
+    parent_key = "product_id"
+    replication_key = "product_update_time"
+
+
+class ProductVariationsStream(ChangedParentsStream):
+    name = "product_variations"
+    path = "/products/{id}/variations"
+    parent_sources = (ParentSource("/products"),)
+    parent_key = "product_id"
+    replication_key = "product_update_time"
+
+
+class OrganizationRelationshipsStream(ChangedParentsStream, V1Stream):
+    """Relationships of each changed organization (``org_id`` is required, one per request).
+
+    A relationship links two organizations and is listed under both: its rows share the id.
+    """
+
+    name = "organization_relationships"
+    path = "/organizationRelationships"
+    paged = False
+    parent_sources = (ParentSource("/organizations"),)
+    parent_id_param = "org_id"
+    replication_key = "organization_update_time"
+
+    @cached_property
+    def _emitted_ids(self) -> set[t.Any]:
+        return set()
+
+    def post_process(self, row: dict, context: Context | None = None) -> dict | None:
+        # Each relationship once per run, although both of its organizations list it.
+        if row.get("id") in self._emitted_ids:
+            return None
+        self._emitted_ids.add(row.get("id"))
+        return super().post_process(row, context)
+
+
+class PersonFlowStream(FlowStream, V1Stream):
+    """Off by default: 40 tokens per changed person, on top of what the person stream costs."""
+
+    name = "person_flow"
+    path = "/persons/{id}/flow"
+    primary_keys = ("person_id", "object", "id")
+    parent_sources = (ParentSource("/persons"),)
+    parent_key = "person_id"
+    replication_key = "person_update_time"
+    selected_by_default = False
+
+
+class OrganizationFlowStream(FlowStream, V1Stream):
+    """Off by default: 40 tokens per changed organization."""
+
+    name = "organization_flow"
+    path = "/organizations/{id}/flow"
+    primary_keys = ("organization_id", "object", "id")
+    parent_sources = (ParentSource("/organizations"),)
+    parent_key = "organization_id"
+    replication_key = "organization_update_time"
+    selected_by_default = False
+
+
+FOLLOWER_STREAMS: tuple[type[PipedriveStream], ...] = (
+    PersonFollowersStream,
+    OrganizationFollowersStream,
+    ProductFollowersStream,
+    ProductVariationsStream,
+    OrganizationRelationshipsStream,
+    PersonFlowStream,
+    OrganizationFlowStream,
+)

@@ -1,0 +1,90 @@
+"""Call logs, mail threads, and mail messages (the last only when the setting allows)."""
+
+from __future__ import annotations
+
+import typing as t
+
+from tap_pipedrive.client import PipedriveStream, V1Stream
+from tap_pipedrive.streams.bases import (
+    ChangedParentsStream,
+    ParentSource,
+    UntilEmptyOffsetPaginator,
+)
+
+if t.TYPE_CHECKING:
+    from singer_sdk.helpers.types import Context
+    from singer_sdk.pagination import BaseAPIPaginator
+
+# /mailbox/mailThreads answers one folder per request.
+MAIL_FOLDERS = ("inbox", "drafts", "sent", "archive")
+
+
+class CallLogsStream(V1Stream):
+    name = "call_logs"
+    path = "/callLogs"
+    max_page_size = 50
+
+
+class MailThreadsStream(V1Stream):
+    """Threads of every folder; each row says which folder it was read from.
+
+    A thread sits in more than one folder when it holds both sent and received mail; its
+    rows share the id, so the last folder read wins.
+    """
+
+    name = "mail_threads"
+    path = "/mailbox/mailThreads"
+    # One state entry for the stream, not one per folder (there are no bookmarks).
+    state_partitioning_keys: t.ClassVar[tuple[str, ...]] = ()
+
+    @property
+    def partitions(self) -> list[dict] | None:
+        return [{"folder": folder} for folder in MAIL_FOLDERS]
+
+    def get_new_paginator(self) -> BaseAPIPaginator | None:
+        return UntilEmptyOffsetPaginator()
+
+    def get_url_params(self, context: Context | None, next_page_token: t.Any) -> dict[str, t.Any]:
+        params = super().get_url_params(context, next_page_token)
+        params["folder"] = (context or {})["folder"]
+        return params
+
+    def post_process(self, row: dict, context: Context | None = None) -> dict | None:
+        row["folder"] = (context or {}).get("folder")
+        return super().post_process(row, context)
+
+
+class MailMessagesStream(ChangedParentsStream, V1Stream):
+    """Messages of the threads updated since the last run; off unless ``include_mail_messages``.
+
+    Mail is personal: the stream stays empty, and sends no request, until the setting is on.
+    """
+
+    name = "mail_messages"
+    path = "/mailbox/mailThreads/{id}/mailMessages"
+    paged = False
+    replication_key = "mail_thread_update_time"
+    parent_key = "mail_thread_id"
+    parent_sources = tuple(
+        ParentSource(
+            "/mailbox/mailThreads",
+            "v1",
+            (("folder", folder),),
+            filtered=False,
+            paginator=UntilEmptyOffsetPaginator,
+        )
+        for folder in MAIL_FOLDERS
+    )
+
+    def request_records(self, context: Context | None) -> t.Iterable[dict]:
+        if not self.config.get("include_mail_messages"):
+            self.logger.info(
+                "Stream %s is off; set include_mail_messages to true to read mail messages",
+                self.name,
+            )
+            return
+        yield from super().request_records(context)
+
+
+MAIL_STREAMS: tuple[type[PipedriveStream], ...] = (CallLogsStream, MailThreadsStream)
+MAIL_CHILD_STREAMS: tuple[type[PipedriveStream], ...] = (MailMessagesStream,)
