@@ -1,7 +1,7 @@
 """End-to-end demo: sandbox API -> tap-pipedrive -> Meltano -> target-jsonl.
 
-Starts the local Pipedrive sandbox, runs ``meltano run --full-refresh tap-pipedrive
-target-jsonl`` against it, prints the rows loaded per stream next to the sandbox's
+Starts the local Pipedrive sandbox, runs ``meltano run tap-pipedrive target-jsonl``
+against it, prints the rows loaded per stream next to the sandbox's
 expected counts and exits 1 on any difference. ``make demo`` installs everything
 first and then runs this script.
 """
@@ -9,11 +9,14 @@ first and then runs this script.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
 import selectors
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from collections.abc import Mapping
@@ -78,6 +81,7 @@ def start_sandbox(seed: int, scale: float, log_path: Path) -> tuple[subprocess.P
             stdout=subprocess.PIPE,
             stderr=log,
             text=True,
+            start_new_session=True,
         )
     assert process.stdout is not None
     with selectors.DefaultSelector() as selector:
@@ -85,19 +89,25 @@ def start_sandbox(seed: int, scale: float, log_path: Path) -> tuple[subprocess.P
         ready = selector.select(timeout=SANDBOX_START_TIMEOUT)
     url = process.stdout.readline().strip() if ready else ""
     if not url.startswith("http://127.0.0.1:"):
-        stop_process(process)
+        stop_process_group(process)
         raise DemoError(f"the sandbox did not start (see {log_path})")
     return process, url
 
 
-def stop_process(process: subprocess.Popen[str]) -> None:
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+def stop_process_group(process: subprocess.Popen[str]) -> None:
+    """Stop a child started with ``start_new_session`` together with its own children.
+
+    Meltano runs the tap and the target as its children; signalling the whole group
+    keeps them from running on after an interrupted demo.
+    """
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
 
 
 def expected_counts(sandbox_url: str) -> dict[str, int]:
@@ -114,32 +124,45 @@ def clear_previous_output(output: Path) -> None:
 
 
 def run_meltano(meltano: Path, sandbox_url: str, output: Path, log_path: Path) -> None:
-    env = clean_environment(
-        {
-            # A private system database keeps demo runs out of the project's own state.
-            "MELTANO_DATABASE_URI": f"sqlite:///{WORK_DIR / 'meltano.db'}",
-            "TARGET_JSONL_DESTINATION_PATH": str(output),
-            **sandbox_tap_environment(sandbox_url),
-        }
-    )
-    command = [str(meltano), "run", "--full-refresh", "tap-pipedrive", LOADER]
-    print(f"$ meltano run --full-refresh tap-pipedrive {LOADER}   (log: {log_path})", flush=True)
+    with tempfile.TemporaryDirectory(prefix="tap-pipedrive-demo-") as system_dir:
+        env = clean_environment(
+            {
+                # A fresh system database per demo: every demo is a full sync, no
+                # bookmark or job record of an earlier (or interrupted) run applies.
+                "MELTANO_DATABASE_URI": f"sqlite:///{Path(system_dir) / 'meltano.db'}",
+                "TARGET_JSONL_DESTINATION_PATH": str(output),
+                **sandbox_tap_environment(sandbox_url),
+            }
+        )
+        _run_logged([str(meltano), "run", "tap-pipedrive", LOADER], env, log_path)
+
+
+def _run_logged(command: list[str], env: Mapping[str, str], log_path: Path) -> None:
+    print(f"$ meltano {' '.join(command[1:])}   (log: {log_path})", flush=True)
     started = time.monotonic()
     with log_path.open("w", encoding="utf-8") as log:
-        result = subprocess.run(
+        process = subprocess.Popen(
             command,
             cwd=REPO_ROOT,
             env=env,
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
-            timeout=RUN_TIMEOUT,
-            check=False,
+            text=True,
+            start_new_session=True,
         )
-    if result.returncode != 0:
+        try:
+            returncode = process.wait(timeout=RUN_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            stop_process_group(process)
+            raise DemoError(f"meltano run did not finish within {RUN_TIMEOUT:.0f}s") from None
+        except BaseException:  # SIGTERM (SystemExit) or Ctrl-C: leave nothing running
+            stop_process_group(process)
+            raise
+    if returncode != 0:
         tail = log_path.read_text(encoding="utf-8", errors="replace").splitlines()[-15:]
         print("\n".join(tail), file=sys.stderr)
-        raise DemoError(f"meltano run failed with exit code {result.returncode} (see {log_path})")
+        raise DemoError(f"meltano run failed with exit code {returncode} (see {log_path})")
     print(f"  finished in {time.monotonic() - started:.1f}s", flush=True)
 
 
@@ -194,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
             expected = expected_counts(url)
             run_meltano(meltano, url, output, WORK_DIR / "meltano-run.log")
         finally:
-            stop_process(sandbox)
+            stop_process_group(sandbox)
         table, mismatched = compare(loaded_counts(output), expected)
     except (DemoError, MeltanoUnavailableError, OSError, ValueError) as failure:
         print(f"demo failed: {failure}", file=sys.stderr)

@@ -8,7 +8,9 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from collections import Counter
+from pathlib import Path
 
 import pytest
 
@@ -67,9 +69,22 @@ def test_demo_loads_exactly_what_the_sandbox_serves(meltano: MeltanoProject, tmp
     assert any(not value.isascii() for row in records["persons"] for value in _strings(row))
 
 
-def test_sigterm_stops_the_sandbox_and_the_run(meltano: MeltanoProject, tmp_path):
+def _processes_with_environment_value(marker: str) -> list[int]:
+    """Ids of live processes whose environment mentions ``marker`` (Linux /proc)."""
+    found = []
+    for environ in Path("/proc").glob("[0-9]*/environ"):
+        try:
+            if marker.encode() in environ.read_bytes():
+                found.append(int(environ.parent.name))
+        except OSError:  # gone meanwhile, or not ours to read
+            continue
+    return found
+
+
+@pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="needs Linux /proc")
+def test_sigterm_stops_the_sandbox_meltano_and_its_plugins(meltano: MeltanoProject, tmp_path):
     process = subprocess.Popen(
-        [sys.executable, str(DEMO_SCRIPT), "--output", str(tmp_path), "--scale", "0.1"],
+        [sys.executable, str(DEMO_SCRIPT), "--output", str(tmp_path)],
         cwd=REPO_ROOT,
         env=meltano.environment({"MELTANO_BIN": str(meltano.executable)}),
         stdin=subprocess.DEVNULL,
@@ -81,11 +96,21 @@ def test_sigterm_stops_the_sandbox_and_the_run(meltano: MeltanoProject, tmp_path
     first_line = process.stdout.readline()
     assert "listening on http://127.0.0.1:" in first_line
     port = int(first_line.rsplit(":", 1)[1])
+    # Wait until the target writes records, so the tap and target are both running.
+    deadline = time.monotonic() + 120
+    while not any(tmp_path.glob("*.jsonl")) and process.poll() is None:
+        assert time.monotonic() < deadline, "no records were written within 120s"
+        time.sleep(0.2)
+    assert process.poll() is None, "the demo finished before it could be interrupted"
+    # Meltano passes its environment on, so the plugins carry the output path too.
+    assert len(_processes_with_environment_value(str(tmp_path))) >= 3
+
     process.send_signal(signal.SIGTERM)
     assert process.wait(timeout=30) == 128 + signal.SIGTERM
     process.stdout.close()
     with pytest.raises(ConnectionRefusedError), socket.create_connection(("127.0.0.1", port)):
         pass
+    assert _processes_with_environment_value(str(tmp_path)) == []
 
 
 def _strings(value):
