@@ -51,6 +51,11 @@ def response_json(response: requests.Response) -> t.Any:
     return cached
 
 
+def forget_json(response: requests.Response) -> None:
+    """Drop the decoded body of a response that waits in a buffer (it is decoded again)."""
+    response.__dict__.pop("_pipedrive_json", None)
+
+
 class CursorPaginator(BaseAPIPaginator["str | None"]):
     """API v2 cursor paging: follow ``additional_data.next_cursor`` until it is null."""
 
@@ -167,6 +172,14 @@ class PipedriveStream(RESTStream[t.Any]):
             return None
         return CursorPaginator() if self.api_version == "v2" else OffsetPaginator()
 
+    def get_starting_replication_key_value(self, context: Context | None) -> t.Any:
+        # A thread fetching pages ahead of the stream's turn uses the bookmark settled
+        # for it on the main thread: the state entry is written only when the turn comes.
+        pinned = self._tap.prefetcher.pinned_start(self, context)  # type: ignore[attr-defined]
+        if pinned is not None:
+            return pinned[0]
+        return super().get_starting_replication_key_value(context)
+
     def get_url_params(self, context: Context | None, next_page_token: t.Any) -> dict[str, t.Any]:
         params: dict[str, t.Any] = dict(self.extra_params)
         if self.paged:
@@ -195,7 +208,7 @@ class PipedriveStream(RESTStream[t.Any]):
         if self.refused:
             return  # one warning per stream and run, not one per partition or parent
         try:
-            yield from super().request_records(context)
+            yield from self._records_from_pages(context)
         except StreamUnavailable as exc:
             # Missing scope or plan feature: this stream is skipped, the sync goes on.
             self.refused = True
@@ -209,6 +222,31 @@ class PipedriveStream(RESTStream[t.Any]):
                 f"{type(exc).__name__} talking to {urlparse(self.url_base).netloc}"
             )
             raise PipedriveAPIError(msg) from None
+
+    def _records_from_pages(self, context: Context | None) -> t.Iterator[dict]:
+        """The SDK's request loop, with pages fetched ahead in a background thread.
+
+        The paginator still chooses every next page, but it runs as soon as a page has
+        arrived (see prefetch.py), so the next request is in flight while this page's
+        records are processed and written.
+        """
+        with self.get_http_request_counter() as request_counter:
+            request_counter.with_context(context)
+            pages = 0
+            for page in self._tap.prefetcher.pages(self, context):  # type: ignore[attr-defined]
+                request_counter.increment()
+                self.update_sync_costs(page.request, page.response, context)
+                records = iter(self.parse_response(page.response))
+                try:
+                    first_record = next(records)
+                except StopIteration:
+                    if page.continue_if_empty:
+                        continue
+                    self.log("Pagination stopped after %d pages: the last one was empty", pages)
+                    return
+                yield first_record
+                yield from records
+                pages += 1
 
     def validate_response(self, response: requests.Response) -> None:
         """Sort failures into retriable, fatal, and 'this stream is not allowed'."""

@@ -24,6 +24,7 @@ from tap_pipedrive.auth import (
 from tap_pipedrive.custom_fields import LOCATIONS, NAMING_MODES, FieldCatalog
 from tap_pipedrive.errors import ConfigError, PipedriveError
 from tap_pipedrive.login import DEFAULT_REDIRECT_URI
+from tap_pipedrive.prefetch import DEFAULT_MAX_PARALLEL_STREAMS, Prefetcher
 from tap_pipedrive.ratelimit import RateLimiter
 from tap_pipedrive.redact import SecretRedactor
 from tap_pipedrive.streams import STREAM_TYPES
@@ -164,6 +165,15 @@ CONFIG_SCHEMA = th.PropertiesList(
         description="Seconds to wait for one HTTP response before retrying.",
     ),
     th.Property(
+        "max_parallel_streams",
+        th.IntegerType(minimum=1, maximum=16),
+        default=DEFAULT_MAX_PARALLEL_STREAMS,
+        title="Streams fetched in parallel",
+        description="How many streams fetch their pages at the same time during a sync. "
+        "Records are still written one stream after the other, so output and state are "
+        "the same as with 1; 1 fetches only the stream being written (one page ahead).",
+    ),
+    th.Property(
         "custom_field_naming",
         th.StringType,
         default="name",
@@ -228,6 +238,21 @@ class TapPipedrive(Tap):
     def rate_limiter(self) -> RateLimiter:
         """Paces the requests of all streams and threads (see ratelimit.py)."""
         return RateLimiter()
+
+    @cached_property
+    def prefetcher(self) -> Prefetcher:
+        """Fetches pages ahead of the records being written (see prefetch.py)."""
+        return Prefetcher(
+            int(self.config.get("max_parallel_streams") or DEFAULT_MAX_PARALLEL_STREAMS)
+        )
+
+    def _set_compatible_replication_methods(self) -> None:
+        # Runs once at the start of every sync_all (which is final): the moment the
+        # selection is settled, so the streams still to come can start fetching.
+        super()._set_compatible_replication_methods()
+        # Shared objects are built here, before any background thread could race to.
+        _ = (self.rate_limiter, self.authenticator)
+        self.prefetcher.begin_sync(self)
 
     def _check_config(self) -> None:
         """Fail before any request on settings that cannot work."""

@@ -1,0 +1,159 @@
+"""Pages are fetched one request ahead: the next page is in flight while this one is written.
+
+Assertions are about behaviour seen by the sandbox (which requests arrived, and when in
+the stream's processing), never about absolute durations.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import io
+import math
+import threading
+import time
+
+import pytest
+
+from tap_pipedrive import prefetch
+from tap_pipedrive.errors import DailyBudgetExhausted
+from tap_pipedrive.tap import TapPipedrive
+from tests.tap_runner import parse_messages, select_only
+
+PAGE_SIZE = 50
+WAIT_SECONDS = 10.0
+
+
+def _sync(config: dict, streams: set[str], hook=None):
+    """Sync in-process; ``hook(tap)`` may patch stream instances first. Returns (tap, messages, error)."""
+    catalog = select_only(TapPipedrive(config=config, validate_config=False), streams)
+    tap = TapPipedrive(config=config, catalog=catalog)
+    if hook is not None:
+        hook(tap)
+    buffer = io.BytesIO()
+    wrapper = io.TextIOWrapper(buffer, encoding="utf-8", write_through=True)
+    error = None
+    with contextlib.redirect_stdout(wrapper):
+        try:
+            tap.sync_all()
+        except Exception as exc:
+            error = exc
+        wrapper.flush()
+    return tap, parse_messages(buffer.getvalue().decode("utf-8")), error
+
+
+def _list_requests(sandbox, path: str) -> list:
+    return [r for r in list(sandbox.requests) if r.path == path]
+
+
+def _wait_until(condition, timeout: float = WAIT_SECONDS) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.005)
+    return condition()
+
+
+def _split_deals(sandbox) -> tuple[int, int]:
+    deals = sandbox.dataset["deals"]
+    archived = sum(1 for deal in deals if deal.get("is_archived"))
+    return len(deals) - archived, archived
+
+
+@pytest.fixture
+def config(api_config) -> dict:
+    return {**api_config, "page_size": PAGE_SIZE}
+
+
+def test_next_page_is_requested_while_the_current_page_is_processed(sandbox, config):
+    active, archived = _split_deals(sandbox)
+    assert active > 3 * PAGE_SIZE
+    sandbox.clear_requests()
+    seen_ahead: list[bool] = []
+    in_flight_at_start: list[int] = []
+
+    def hook(tap):
+        stream = tap.streams["deals"]
+        original = stream.post_process
+        processed = {"count": 0}
+        active_partition = stream.partitions[0]
+
+        def post_process(row, context=None):
+            if context == active_partition:
+                index = processed["count"]
+                processed["count"] += 1
+                page = index // PAGE_SIZE + 1
+                if index % PAGE_SIZE == 0 and page < math.ceil(active / PAGE_SIZE):
+                    # First row of page N: page N+1 must arrive while we are still here.
+                    ahead = _wait_until(
+                        lambda: len(_list_requests(sandbox, "/api/v2/deals")) >= page + 1
+                    )
+                    seen_ahead.append(ahead)
+                    # ...but not page N+2: one page ahead bounds the memory in use.
+                    time.sleep(0.05)
+                    in_flight_at_start.append(len(_list_requests(sandbox, "/api/v2/deals")) - page)
+            return original(row, context)
+
+        stream.post_process = post_process
+
+    _, messages, error = _sync(config, {"deals"}, hook)
+    assert error is None
+    assert seen_ahead and all(seen_ahead)
+    assert max(in_flight_at_start) == 1
+    records = [m for m in messages if m["type"] == "RECORD"]
+    assert len(records) == active + archived
+    assert len({r["record"]["id"] for r in records}) == active + archived
+
+
+def test_prefetching_makes_no_extra_calls(sandbox, config):
+    active, archived = _split_deals(sandbox)
+    sandbox.clear_requests()
+    _, messages, error = _sync(config, {"deals"})
+    assert error is None
+    assert len(_list_requests(sandbox, "/api/v2/deals")) == math.ceil(active / PAGE_SIZE)
+    assert len(_list_requests(sandbox, "/api/v2/deals/archived")) == math.ceil(archived / PAGE_SIZE)
+    assert sum(1 for m in messages if m["type"] == "RECORD") == active + archived
+
+
+def test_a_failed_prefetch_surfaces_after_the_pages_before_it(sandbox, config):
+    """Records of pages 1-2 are written and their bookmark kept; page 3 fails the run."""
+    sandbox.faults.add("daily_429", path=r"^/api/v2/deals$", after=2, count=None)
+    _, messages, error = _sync({**config, "max_parallel_streams": 1}, {"deals"})
+    assert isinstance(error, DailyBudgetExhausted)
+    records = [m["record"] for m in messages if m["type"] == "RECORD"]
+    assert len(records) == 2 * PAGE_SIZE
+    last_state = next(m["value"] for m in reversed(messages) if m["type"] == "STATE")
+    partitions = last_state["bookmarks"]["deals"]["partitions"]
+    active_partition = TapPipedrive(config=config).streams["deals"].partitions[0]
+    active = next(p for p in partitions if p["context"] == active_partition)
+    assert active["replication_key_value"] == max(r["update_time"] for r in records)
+
+
+def test_a_stream_stopped_early_cancels_its_prefetch(sandbox, config):
+    """Stopping a stream early (here: an error while writing) leaves no thread fetching."""
+
+    def hook(tap):
+        stream = tap.streams["deals"]
+
+        def post_process(row, context=None):
+            raise RuntimeError("downstream failure")
+
+        stream.post_process = post_process
+
+    sandbox.clear_requests()
+    _, _, error = _sync({**config, "max_parallel_streams": 1}, {"deals"}, hook)
+    assert isinstance(error, RuntimeError)
+    # Dropping the traceback closes the abandoned record generator, as a real run's exit does.
+    error.__traceback__ = None
+    del error
+    gc.collect()
+    # The page in hand plus at most the one fetched ahead; nothing after that.
+    time.sleep(0.3)
+    settled = len(sandbox.requests)
+    time.sleep(0.3)
+    assert len(sandbox.requests) == settled
+    assert len(_list_requests(sandbox, "/api/v2/deals")) <= 1 + prefetch.PAGES_AHEAD
+    assert _wait_until(
+        lambda: not [t for t in threading.enumerate() if t.name.startswith("fetch-")], 2.0
+    )
