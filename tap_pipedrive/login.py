@@ -13,6 +13,7 @@ Pipedrive has no PKCE, so both need the client secret; codes live five minutes.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import html
 import http.server
@@ -330,7 +331,8 @@ class CallbackServer(http.server.ThreadingHTTPServer):
                         "Run the login again (--login-timeout sets the wait)"
                     )
                     raise LoginError(msg)
-        except KeyboardInterrupt:
+        except (KeyboardInterrupt, SystemExit):
+            # SystemExit: the SDK's SIGINT handler inside a tap run (see _ctrl_c_cancels).
             raise LoginCancelled("Login cancelled (Ctrl-C); nothing was saved") from None
         assert self._result is not None
         return self._result
@@ -338,6 +340,17 @@ class CallbackServer(http.server.ThreadingHTTPServer):
 
 # --- the flows ------------------------------------------------------------------------------
 Echo = t.Callable[[str], None]
+
+
+@contextlib.contextmanager
+def _ctrl_c_cancels() -> t.Iterator[None]:
+    """Ctrl-C anywhere in a login ends it with one line (exit code 130)."""
+    try:
+        yield
+    except (KeyboardInterrupt, SystemExit):
+        # SystemExit: inside a tap run the SDK turns Ctrl-C into sys.exit(0), which
+        # would make a cancelled login look like success.
+        raise LoginCancelled("Login cancelled (Ctrl-C); nothing was saved") from None
 
 
 def browser_login(
@@ -351,7 +364,7 @@ def browser_login(
     redirect = LoopbackRedirect.parse(client.redirect_uri)
     state = new_state()
     url = client.authorization_url(state)
-    with CallbackServer(redirect, state) as server:
+    with _ctrl_c_cancels(), CallbackServer(redirect, state) as server:
         echo(f"Opening the browser to authorize tap-pipedrive. If it does not open, visit:\n{url}")
         try:
             # Python's webbrowser honours $BROWSER.
@@ -363,7 +376,8 @@ def browser_login(
         echo(f"Waiting for the authorization on {client.redirect_uri} (Ctrl-C to cancel)...")
         answer = server.wait(timeout)
     code = answer.checked_code(state)
-    return client.exchange_code(code)
+    with _ctrl_c_cancels():
+        return client.exchange_code(code)
 
 
 def no_browser_login(
@@ -382,9 +396,8 @@ def no_browser_login(
         "URL, or just the code from it, and press Enter:"
     )
     try:
-        line = read_line()
-    except KeyboardInterrupt:
-        raise LoginCancelled("Login cancelled (Ctrl-C); nothing was saved") from None
+        with _ctrl_c_cancels():
+            line = read_line()
     except EOFError:
         line = ""
     if not line.strip():
@@ -393,7 +406,8 @@ def no_browser_login(
     pasted = parse_pasted_redirect(line)
     # A bare code carries no state to compare; a pasted URL must match this login.
     code = pasted.checked_code(state if (pasted.state or pasted.error or "://" in line) else None)
-    return client.exchange_code(code)
+    with _ctrl_c_cancels():
+        return client.exchange_code(code)
 
 
 # --- saving the result ----------------------------------------------------------------------

@@ -29,6 +29,27 @@ from tests.support.oauth import (
     written_secrets,
 )
 
+# Every output of every test here is scanned for every secret the sandbox issued.
+_OUTPUTS: list[str] = []
+
+
+@pytest.fixture(autouse=True)
+def _no_secret_in_any_output(secret_ledger):
+    _OUTPUTS.clear()
+    yield
+    secret_ledger.assert_absent(*_OUTPUTS)
+
+
+def record(out: str, err: str) -> tuple[str, str]:
+    _OUTPUTS.extend([out, err])
+    return out, err
+
+
+def cli(*args: str, **kwargs) -> subprocess.CompletedProcess[str]:
+    result = run_tap_cli(*args, **kwargs)
+    record(result.stdout, result.stderr)
+    return result
+
 
 @pytest.fixture
 def redirect_uri() -> str:
@@ -93,7 +114,7 @@ def test_no_browser_login_through_stdin_writes_config_and_store(
         assert query["client_id"] == [sandbox.client_id]
         assert query["redirect_uri"] == [base_config["redirect_uri"]]
         redirect = consent(url)
-        out, err = process.communicate(redirect + "\n", timeout=60)
+        out, err = record(*process.communicate(redirect + "\n", timeout=60))
     assert process.returncode == 0, err
     written = json.loads(config_file.read_text())
     # Merged: the user's keys are all still there, the tokens were added.
@@ -113,7 +134,7 @@ def test_no_browser_login_through_stdin_writes_config_and_store(
     secret_ledger.assert_absent(out, err)
     assert [call["status"] for call in code_calls(sandbox)] == [200]
     # The next sync uses these tokens without refreshing them.
-    result = run_tap_cli("--config", str(config_file), "--discover")
+    result = cli("--config", str(config_file), "--discover")
     assert result.returncode == 0, result.stderr
     assert refresh_calls(sandbox) == []
     secret_ledger.assert_absent(result.stdout, result.stderr)
@@ -137,7 +158,7 @@ def test_no_browser_login_accepts_a_bare_code_and_creates_the_config_file(
     with start_no_browser_login(*flags, "--config", "ENV", env=env) as process:
         url = process.stdout.readline().strip()
         code = urllib.parse.parse_qs(urllib.parse.urlsplit(consent(url)).query)["code"][0]
-        out, err = process.communicate(code + "\n", timeout=60)
+        out, err = record(*process.communicate(code + "\n", timeout=60))
     assert process.returncode == 0, err
     written = json.loads(target.read_text())
     assert written["client_id"] == sandbox.client_id
@@ -166,7 +187,7 @@ def test_no_browser_login_rejects_a_redirect_for_another_state(
         redirect = urllib.parse.urlsplit(consent(url))
         query = tamper(urllib.parse.parse_qs(redirect.query))
         pasted = redirect._replace(query=urllib.parse.urlencode(query, doseq=True)).geturl()
-        out, err = process.communicate(pasted + "\n", timeout=60)
+        out, err = record(*process.communicate(pasted + "\n", timeout=60))
     result = subprocess.CompletedProcess(process.args, process.returncode, out, err)
     assert_one_clean_error(result, message)
     assert code_calls(sandbox) == []  # the code was never spent
@@ -177,7 +198,7 @@ def test_no_browser_login_rejects_a_redirect_for_another_state(
 def test_no_browser_login_reports_user_denied(sandbox, config_file, secret_ledger):
     with start_no_browser_login("--config", str(config_file)) as process:
         url = process.stdout.readline().strip()
-        out, err = process.communicate(consent(url, "deny") + "\n", timeout=60)
+        out, err = record(*process.communicate(consent(url, "deny") + "\n", timeout=60))
     result = subprocess.CompletedProcess(process.args, process.returncode, out, err)
     assert_one_clean_error(result, "denied in the browser (user_denied)")
     assert sandbox.token_calls == []
@@ -185,7 +206,7 @@ def test_no_browser_login_reports_user_denied(sandbox, config_file, secret_ledge
 
 def test_no_browser_login_with_nothing_on_stdin_fails_cleanly(config_file):
     with start_no_browser_login("--config", str(config_file)) as process:
-        out, err = process.communicate("", timeout=60)
+        out, err = record(*process.communicate("", timeout=60))
     result = subprocess.CompletedProcess(process.args, process.returncode, out, err)
     assert_one_clean_error(result, "No redirect URL or code was given on stdin")
 
@@ -195,16 +216,14 @@ def test_exchange_helper_prints_json_and_refuses_a_reused_code(
     sandbox, config_file, base_config, secret_ledger
 ):
     state = "state-from-my-web-app"
-    helper = run_tap_cli(
-        "--config", str(config_file), "--oauth-authorization-url", "--oauth-state", state
-    )
+    helper = cli("--config", str(config_file), "--oauth-authorization-url", "--oauth-state", state)
     assert helper.returncode == 0, helper.stderr
     start = json.loads(helper.stdout)
     assert start["state"] == state
     assert start["redirect_uri"] == base_config["redirect_uri"]
     assert start["authorization_url"].startswith(f"{sandbox.url}/oauth/authorize?")
     redirect = consent(start["authorization_url"])
-    first = run_tap_cli(
+    first = cli(
         "--config", str(config_file), "--oauth-exchange-code", redirect, "--oauth-state", state
     )
     assert first.returncode == 0, first.stderr
@@ -213,7 +232,7 @@ def test_exchange_helper_prints_json_and_refuses_a_reused_code(
     assert body["token_store"] == str(store_path_from_config(base_config))
     assert body["config_file"] == str(config_file)
     assert "access_token" not in body and "refresh_token" not in body
-    again = run_tap_cli("--config", str(config_file), "--oauth-exchange-code", redirect)
+    again = cli("--config", str(config_file), "--oauth-exchange-code", redirect)
     assert_one_clean_error(again, "already used")
     assert [call["status"] for call in code_calls(sandbox)] == [200, 400]
     secret_ledger.assert_absent(first.stdout, first.stderr, again.stdout, again.stderr)
@@ -222,7 +241,7 @@ def test_exchange_helper_prints_json_and_refuses_a_reused_code(
 def test_exchange_helper_refuses_an_expired_code(sandbox, config_file, base_config, secret_ledger):
     redirect = consent(authorization_url(base_config))
     sandbox.advance_clock(301)  # Pipedrive's codes live five minutes
-    result = run_tap_cli("--config", str(config_file), "--oauth-exchange-code", redirect)
+    result = cli("--config", str(config_file), "--oauth-exchange-code", redirect)
     assert_one_clean_error(result, "expired (codes are valid for 5 minutes)")
     assert "refresh_token" not in json.loads(config_file.read_text())
     secret_ledger.assert_absent(result.stdout, result.stderr)
@@ -230,7 +249,7 @@ def test_exchange_helper_refuses_an_expired_code(sandbox, config_file, base_conf
 
 def test_exchange_helper_checks_the_state_it_is_given(sandbox, config_file, base_config):
     redirect = consent(authorization_url(base_config))
-    result = run_tap_cli(
+    result = cli(
         "--config",
         str(config_file),
         "--oauth-exchange-code",
@@ -261,11 +280,9 @@ def test_refresh_helper_refreshes_now_and_keeps_the_rotated_token(
     sandbox, config_file, base_config, secret_ledger
 ):
     redirect = consent(authorization_url(base_config))
-    assert (
-        run_tap_cli("--config", str(config_file), "--oauth-exchange-code", redirect).returncode == 0
-    )
+    assert cli("--config", str(config_file), "--oauth-exchange-code", redirect).returncode == 0
     login_refresh_token = json.loads(config_file.read_text())["refresh_token"]
-    result = run_tap_cli("--config", str(config_file), "--oauth-refresh")
+    result = cli("--config", str(config_file), "--oauth-refresh")
     assert result.returncode == 0, result.stderr
     body = json.loads(result.stdout)
     assert body["refreshed"] is True
@@ -282,7 +299,7 @@ def test_refresh_helper_refreshes_now_and_keeps_the_rotated_token(
 # --- the loopback flow's failure modes ----------------------------------------------------
 def test_login_with_the_port_in_use_is_one_line(sandbox, config_file):
     with occupied_port() as port:
-        result = run_tap_cli(
+        result = cli(
             "--config",
             str(config_file),
             "--login",
@@ -297,7 +314,7 @@ def test_login_with_the_port_in_use_is_one_line(sandbox, config_file):
 
 def test_login_refuses_a_redirect_uri_that_is_not_loopback(config_file):
     # More addresses are checked in-process in test_login_units.py.
-    result = run_tap_cli(
+    result = cli(
         "--config",
         str(config_file),
         "--login",
@@ -310,7 +327,7 @@ def test_login_refuses_a_redirect_uri_that_is_not_loopback(config_file):
 
 
 def test_login_times_out_cleanly(config_file):
-    result = run_tap_cli(
+    result = cli(
         "--config",
         str(config_file),
         "--login",
@@ -337,7 +354,8 @@ def test_login_ctrl_c_is_one_line_and_exit_130(config_file):
             seen += process.stderr.readline()
         assert "Waiting for the authorization" in seen
         process.send_signal(signal.SIGINT)
-        out, err = process.communicate(timeout=30)
+        out, err = record(*process.communicate(timeout=30))
+        record(seen, "")
     result = subprocess.CompletedProcess(process.args, process.returncode, out, seen + err)
     assert result.returncode == 130
     assert_one_clean_error(result, "Login cancelled (Ctrl-C)")
@@ -346,12 +364,12 @@ def test_login_ctrl_c_is_one_line_and_exit_130(config_file):
 def test_login_without_client_secret_names_the_setting(tmp_path, sandbox):
     config = tmp_path / "config.json"
     config.write_text(json.dumps({"client_id": sandbox.client_id}))
-    result = run_tap_cli("--config", str(config), "--login", env=tap_env(BROWSER="false"))
+    result = cli("--config", str(config), "--login", env=tap_env(BROWSER="false"))
     assert_one_clean_error(result, "needs client_secret")
 
 
 def test_standard_singer_flags_still_work(config_file):
-    about = run_tap_cli("--about", "--format", "json")
+    about = cli("--about", "--format", "json")
     assert about.returncode == 0
     settings = json.loads(about.stdout)["settings"]["properties"]
     for name in ("oauth_mode", "oauth_settings_location", "redirect_uri"):

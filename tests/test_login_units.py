@@ -157,13 +157,19 @@ def test_callback_server_times_out():
     assert time.monotonic() - started < 5
 
 
-def test_callback_server_turns_ctrl_c_into_a_cancelled_login(monkeypatch):
+@pytest.mark.parametrize(
+    "interruption",
+    # Ctrl-C reaches the waiting (main) thread as KeyboardInterrupt, or, inside a tap
+    # run whose SIGINT handler the SDK installed, as SystemExit(0).
+    [KeyboardInterrupt, SystemExit(0)],
+    ids=["keyboard-interrupt", "sdk-signal-handler"],
+)
+def test_callback_server_turns_ctrl_c_into_a_cancelled_login(monkeypatch, interruption):
     redirect = LoopbackRedirect.parse(f"http://localhost:{free_port()}/")
     with CallbackServer(redirect, "s") as server:
 
         def interrupted(timeout):
-            # Ctrl-C arrives as KeyboardInterrupt in the waiting (main) thread.
-            raise KeyboardInterrupt
+            raise interruption
 
         monkeypatch.setattr(server._arrived, "wait", interrupted)
         with pytest.raises(LoginCancelled, match="Ctrl-C") as caught:
