@@ -15,11 +15,14 @@ from pathlib import Path
 import pytest
 
 from tests.sandbox import Sandbox
-from tests.support.meltano import REPO_ROOT, SANDBOX_API_TOKEN, MeltanoProject
+from tests.support.meltano import (
+    REPO_ROOT,
+    SANDBOX_API_TOKEN,
+    MeltanoProject,
+    count_differences,
+)
 
 DEMO_SCRIPT = REPO_ROOT / "scripts" / "demo.py"
-DEMO_SEED = 1
-DEMO_SCALE = 1.0
 
 
 def _load_demo_module():
@@ -50,13 +53,13 @@ def test_demo_loads_exactly_what_the_sandbox_serves(meltano: MeltanoProject, tmp
     assert SANDBOX_API_TOKEN not in run_log + result.stdout + result.stderr
 
     # Recount from the files and from a sandbox built here, not from the demo's report.
-    expected = Sandbox(seed=DEMO_SEED, scale=DEMO_SCALE).expected_counts()
+    expected = Sandbox(seed=demo.DEFAULT_SEED, scale=demo.DEFAULT_SCALE).expected_counts()
     records = {
         path.stem: [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
         for path in tmp_path.glob("*.jsonl")
     }
     loaded = {stream: len(rows) for stream, rows in records.items()}
-    assert loaded == {stream: count for stream, count in expected.items() if count}
+    assert count_differences(loaded, expected) == {}, "(loaded, expected) rows per stream"
     for stream, rows in records.items():
         duplicated = [
             key for key, seen in Counter(row.get("id") for row in rows).items() if seen > 1
@@ -83,8 +86,9 @@ def _processes_with_environment_value(marker: str) -> list[int]:
 
 @pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="needs Linux /proc")
 def test_sigterm_stops_the_sandbox_meltano_and_its_plugins(meltano: MeltanoProject, tmp_path):
+    # Scale 1 runs for minutes, so the interrupt surely lands mid-run.
     process = subprocess.Popen(
-        [sys.executable, str(DEMO_SCRIPT), "--output", str(tmp_path)],
+        [sys.executable, str(DEMO_SCRIPT), "--output", str(tmp_path), "--scale", "1"],
         cwd=REPO_ROOT,
         env=meltano.environment({"MELTANO_BIN": str(meltano.executable)}),
         stdin=subprocess.DEVNULL,

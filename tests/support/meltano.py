@@ -66,6 +66,17 @@ def sandbox_tap_environment(api_url: str) -> dict[str, str]:
     }
 
 
+def count_differences(
+    loaded: Mapping[str, int], expected: Mapping[str, int]
+) -> dict[str, tuple[int, int]]:
+    """(loaded, expected) rows for every stream whose count is off; absent means 0."""
+    return {
+        stream: (loaded.get(stream, 0), expected.get(stream, 0))
+        for stream in sorted({*loaded, *expected})
+        if loaded.get(stream, 0) != expected.get(stream, 0)
+    }
+
+
 def configured_plugins() -> list[tuple[str, str]]:
     """(plugin type, name) for every plugin declared in meltano.yml."""
     project = yaml.safe_load((REPO_ROOT / "meltano.yml").read_text(encoding="utf-8"))
