@@ -862,16 +862,22 @@ def test_cli_prints_url_and_stops_on_sigterm():
 
 
 def test_cli_rejects_bad_arguments_with_one_line():
-    result = subprocess.run(
-        [sys.executable, "-m", "tests.sandbox", "--latency-ms", "-5"],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert result.returncode == 2 and result.stdout == ""
-    assert result.stderr.strip().count("\n") == 0 and "latency-ms" in result.stderr
+    for args, named in (
+        (["--latency-ms", "-5"], "latency-ms"),
+        (["--port", "abc"], "--port"),
+        (["--scale", "0"], "--scale"),
+    ):
+        result = subprocess.run(
+            [sys.executable, "-m", "tests.sandbox", *args],
+            cwd=REPO_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert result.returncode == 2 and result.stdout == "", args
+        assert result.stderr.strip().count("\n") == 0 and named in result.stderr, args
+        assert "Traceback" not in result.stderr
 
 
 def test_server_binds_loopback_only(sb):

@@ -13,6 +13,21 @@ Stdlib only, so it runs in any virtualenv::
 Or from another process: ``python -m tests.sandbox --port 0`` prints the URL and serves until
 SIGTERM; the ``/_sandbox/*`` control plane exposes counts, datasets, mutations and faults.
 
+Control plane (no auth): ``GET /_sandbox/counts[?streams=a,b]``, ``GET /_sandbox/dataset/<e>``,
+``POST /_sandbox/mutate`` (``{"action": "update"|"delete"|"add"|"add_custom_field",
+"entity", "id", "changes"}``), ``POST|DELETE|GET /_sandbox/faults``,
+``POST /_sandbox/faults/random_mix`` (``{"seed", "rate"}``), ``GET|DELETE /_sandbox/requests``,
+``GET /_sandbox/stats``, ``POST /_sandbox/clock`` (``{"advance": seconds}``),
+``POST /_sandbox/expire_tokens``, ``POST /_sandbox/reset_daily_budget`` and
+``POST /_sandbox/refresh_token`` (a valid refresh token, for OAuth demos).
+
+Fault kinds (``sb.faults.add(kind, path=regex, count=1, after=0, **params)``): ``burst_429``
+(``reset``), ``daily_429``, ``http_error`` (``status``), ``slow`` (``delay``), ``reset``,
+``malformed_json``, ``html_403``, ``expire_token``, ``invalid_grant`` (path ``/oauth/token``)
+and ``hostile`` with any of ``zero_dates``, ``null_objects``, ``unknown_fields``,
+``long_strings``, ``nul_chars``, ``duplicate_ids``, ``empty_page_with_cursor`` set to true (or
+``what="a,b"``).  ``sb.faults.random_mix(seed, rate)`` adds random retriable faults.
+
 Conventions worth knowing:
 
 * ``dataset`` values are lists rebuilt while an entity changes; treat them as read-only and

@@ -10,12 +10,19 @@ import signal
 import sys
 import threading
 from types import FrameType
+from typing import NoReturn
 
 from tests.sandbox.core import Sandbox
 
 
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        # One line naming the bad option, instead of usage text plus the error.
+        self.exit(2, f"error: {message}\n")
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m tests.sandbox", description=__doc__)
+    parser = _Parser(prog="python -m tests.sandbox", description=__doc__)
     parser.add_argument("--port", type=int, default=0, help="TCP port (0 = any free port)")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--scale", type=float, default=1.0)

@@ -219,10 +219,10 @@ class Sandbox:
     def _store(self, table: Table, pos: int, record: dict[str, Any], stamp: int) -> dict[str, Any]:
         entity = table.entity
         fmt = FORMATTERS[entity.time_style]
-        if "update_time" in record or entity.time_style != "v1":
-            record["update_time"] = fmt(stamp)
-        elif "modified" in record:
-            record["modified"] = fmt(stamp)
+        for name in ("update_time", "modified"):  # users carry "modified" instead
+            if name in record:
+                record[name] = fmt(stamp)
+                break
         table.upd_ts[pos] = stamp
         if entity.statuses and record.get("status") in entity.statuses:
             table.status[pos] = entity.statuses.index(record["status"])

@@ -7,6 +7,7 @@ import binascii
 import bisect
 import json
 import re
+from array import array
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -22,6 +23,7 @@ if TYPE_CHECKING:
     from collections.abc import Iterable
 
 IndexPred = Callable[[int], bool]
+SELECTION_CACHE_SIZE = 16
 RecordPred = Callable[[dict[str, Any]], bool]
 
 
@@ -455,7 +457,7 @@ class Lister:
 
     def __init__(self, world: World) -> None:
         self.world = world
-        self._selections: OrderedDict[Any, list[int]] = OrderedDict()
+        self._selections: OrderedDict[Any, array[int]] = OrderedDict()
 
     # public entry ----------------------------------------------------------------------------
     def respond(
@@ -536,7 +538,7 @@ class Lister:
         view: IndexPred | None,
         sort_field: str,
         descending: bool,
-    ) -> list[int]:
+    ) -> array[int]:
         cache_key = (
             endpoint.key,
             tuple(sel.signature),
@@ -557,11 +559,14 @@ class Lister:
             record = table.record
             checks = sel.record
             positions = [pos for pos in positions if all(c(record(pos)) for c in checks)]
-        result = list(positions)
+        ordered = list(positions)
         if not (sort_field == "id" and not descending and table.int_ids):
-            result.sort(key=table_key(table, sort_field), reverse=descending)
+            ordered.sort(key=table_key(table, sort_field), reverse=descending)
+        # 8 bytes a position instead of ~36 for a list of ints: selections over a million
+        # rows are cached while a client pages through them.
+        result = array("q", ordered)
         self._selections[cache_key] = result
-        if len(self._selections) > 48:
+        if len(self._selections) > SELECTION_CACHE_SIZE:
             self._selections.popitem(last=False)
         return result
 
