@@ -1252,3 +1252,23 @@ def test_control_plane_adds_custom_fields_from_changes(fresh):
     assert answer.status_code == 200
     codes = [f["field_code"] for f in fresh.dataset["person_fields"]]
     assert answer.json()["field_code"] == codes[-1]
+
+
+def test_faults_are_scoped_to_api_or_token_calls(fresh, http):
+    fresh.faults.add("invalid_grant")  # match-all path: still only for token calls
+    fresh.faults.add("http_error", status=500)  # match-all path: only for API calls
+    refresh = fresh.issue_refresh_token()
+    refused = _token(fresh, grant_type="refresh_token", refresh_token=refresh)
+    assert refused.status_code == 400 and refused.json()["error"] == "invalid_grant"
+    assert _token(fresh, grant_type="refresh_token", refresh_token=refresh).status_code == 200
+    assert get(http, fresh, "/api/v2/pipelines").status_code == 500
+    fresh.faults.add("http_error", path="/oauth/token", status=503)
+    assert (
+        _token(
+            fresh, grant_type="refresh_token", refresh_token=fresh.issue_refresh_token()
+        ).status_code
+        == 503
+    )
+    fresh.faults.add("reset", path="/oauth/token")
+    with pytest.raises(requests.exceptions.RequestException):
+        _token(fresh, grant_type="refresh_token", refresh_token=fresh.issue_refresh_token())

@@ -155,12 +155,20 @@ class FaultRegistry:
         with self._lock:
             return [fault.describe() for fault in self._faults if not fault.exhausted]
 
-    def take(self, path: str) -> Fault | None:
-        """The fault to apply to this request, if any (consumes one use of it)."""
+    def take(self, path: str, scope: str = "api") -> Fault | None:
+        """The fault to apply to this request, if any (consumes one use of it).
+
+        ``scope`` is ``"api"`` or ``"token"`` (the OAuth token endpoint).  ``invalid_grant``
+        only ever hits token calls; other kinds hit token calls only when their path was
+        written for them (not the match-all default), so that a plain
+        ``faults.add("http_error")`` lands on the API call a test is watching, not on the
+        token refresh that precedes it."""
         with self._lock:
             chosen: Fault | None = None
             for fault in self._faults:
                 if fault.exhausted or not fault._regex.search(path):
+                    continue
+                if not _in_scope(fault, scope):
                     continue
                 fault.seen += 1
                 if fault.seen <= fault.after:
@@ -172,7 +180,20 @@ class FaultRegistry:
             if chosen is not None:
                 return chosen
             for mix in self._mixes:
+                if scope != "api":
+                    continue
                 if mix._regex.search(path) and mix.rng.random() < mix.rate:
                     kind, params = mix.choices[int(mix.rng.random() * len(mix.choices))]
                     return Fault(kind, mix.path, 1, 0, dict(params), applied=1)
             return None
+
+
+TOKEN_CAPABLE = ("http_error", "slow", "reset", "invalid_grant")
+
+
+def _in_scope(fault: Fault, scope: str) -> bool:
+    if scope == "token":
+        return fault.kind == "invalid_grant" or (
+            fault.kind in TOKEN_CAPABLE and fault.path not in (".*", "")
+        )
+    return fault.kind != "invalid_grant"

@@ -519,7 +519,7 @@ class SandboxHandler(BaseHTTPRequestHandler):
     def _token(self, form: dict[str, str], content_type: str) -> None:
         sb = self.server.sandbox
         grant_type = form.get("grant_type", "")
-        fault = sb.faults.take("/oauth/token")
+        fault = sb.faults.take("/oauth/token", scope="token")
         error: OAuthError | None = None
         if fault is not None:
             if fault.kind == "http_error":
@@ -548,7 +548,8 @@ class SandboxHandler(BaseHTTPRequestHandler):
             return
         result["api_domain"] = sb.url
         sb.log_token_call(grant_type, 200, None)
-        self._send_json(200, result)
+        reset = fault is not None and fault.kind == "reset"
+        self._send(200, dumps(result), partial=reset)
 
     # control plane ------------------------------------------------------------------------------
     def _control(self, method: str, path: str, query: dict[str, str], body: bytes) -> None:
