@@ -52,7 +52,6 @@ class EntityDef:
     field_set: str | None = None  # custom fields under ``custom_fields`` (v2)
     flat_field_set: str | None = None  # custom fields flat on the record (v1 leads)
     counted: str = "not_deleted"  # which records a full sync delivers: "all" | "not_deleted"
-    phase: int = 1
     time_span: tuple[int, int] = (DATA_START, DATA_END)
 
 
@@ -65,7 +64,6 @@ class ChildDef:
     shape_key: str
     build: Callable[..., list[dict[str, Any]]]
     parent_key: str | None = None  # parent id field added to dataset rows only
-    phase: int = 2
 
 
 @dataclass

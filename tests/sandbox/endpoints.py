@@ -83,7 +83,6 @@ class Endpoint:
     parent: str | None = None
     spec_path_override: str | None = None
     data_path: tuple[str, ...] = ()
-    phase: int = 1
 
     @property
     def spec_path(self) -> str:
@@ -110,7 +109,7 @@ def _v1(
 
 
 ENDPOINTS: tuple[Endpoint, ...] = (
-    # ---- phase 1: v2 core entities -------------------------------------------------------
+    # ---- v2 core entities -------------------------------------------------------
     _v2("/deals", "deals", filters=DEAL_FILTERS, sort_by=V2_ACTIVITY_SORT, view="not_archived"),
     _v2(
         "/deals/archived",
@@ -172,14 +171,14 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     _v2_fields("/productFields", "product_fields"),
     _v2_fields("/activityFields", "activity_fields"),
     _v2_fields("/projectFields", "project_fields"),
-    # ---- phase 1: v1 ---------------------------------------------------------------------
+    # ---- v1 basics ---------------------------------------------------------------------
     _v1("/users", "users", "none", "none"),
     _v1("/users/me", "users", "none", "object", 2, view="me"),
     _v1("/currencies", "currencies", "none", "none", filters=("term",)),
     _v1("/activityTypes", "activity_types", "none", "none"),
     _v1("/noteFields", "note_fields", "none", "none"),
     _v1("/leadFields", "lead_fields", "offset", "flat"),
-    # ---- phase 2: v1 ---------------------------------------------------------------------
+    # ---- v1 secondary ---------------------------------------------------------------------
     _v1(
         "/leads",
         "leads",
@@ -188,7 +187,6 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         filters=("updated_since", "owner_id", "person_id", "organization_id"),
         v1_sort=LEAD_SORT,
         view="not_archived",
-        phase=2,
     ),
     _v1(
         "/leads/archived",
@@ -199,10 +197,9 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         filters=("owner_id", "person_id", "organization_id"),
         v1_sort=LEAD_SORT,
         view="archived",
-        phase=2,
     ),
-    _v1("/leadLabels", "lead_labels", "none", "none", 10, phase=2),
-    _v1("/leadSources", "lead_sources", "none", "none", 2, phase=2),
+    _v1("/leadLabels", "lead_labels", "none", "none", 10),
+    _v1("/leadSources", "lead_sources", "none", "none", 2),
     _v1(
         "/notes",
         "notes",
@@ -220,13 +217,10 @@ ENDPOINTS: tuple[Endpoint, ...] = (
             "project_id",
         ),
         v1_sort=NOTE_SORT,
-        phase=2,
     ),
-    _v1("/notes/{id}/comments", "note_comments", "offset", "nested", parent="notes", phase=2),
-    _v1(
-        "/files", "files", "offset", "nested", max_limit=100, v1_sort=("id", "update_time"), phase=2
-    ),
-    _v1("/callLogs", "call_logs", "offset", "nested_no_next", max_limit=50, phase=2),
+    _v1("/notes/{id}/comments", "note_comments", "offset", "nested", parent="notes"),
+    _v1("/files", "files", "offset", "nested", max_limit=100, v1_sort=("id", "update_time")),
+    _v1("/callLogs", "call_logs", "offset", "nested_no_next", max_limit=50),
     _v1(
         "/mailbox/mailThreads",
         "mail_threads",
@@ -234,7 +228,6 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         "none",
         filters=("folder",),
         required=("folder",),
-        phase=2,
     ),
     _v1(
         "/mailbox/mailThreads/{id}/mailMessages",
@@ -242,9 +235,8 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         "none",
         "none",
         parent="mail_threads",
-        phase=2,
     ),
-    _v1("/filters", "filters", "none", "none", filters=("filter_type",), phase=2),
+    _v1("/filters", "filters", "none", "none", filters=("filter_type",)),
     _v1(
         "/goals/find",
         "goals",
@@ -252,9 +244,8 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         "none",
         filters=("goal_active",),
         data_path=("goals",),
-        phase=2,
     ),
-    _v1("/roles", "roles", "offset", "nested_no_next", phase=2),
+    _v1("/roles", "roles", "offset", "nested_no_next"),
     _v1(
         "/roles/{id}/assignments",
         "role_assignments",
@@ -262,18 +253,16 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         "nested_no_next",
         10,
         parent="roles",
-        phase=2,
     ),
-    _v1("/permissionSets", "permission_sets", "none", "none", phase=2),
+    _v1("/permissionSets", "permission_sets", "none", "none"),
     _v1(
         "/permissionSets/{id}/assignments",
         "permission_set_assignments",
         "offset",
         "none",
         parent="permission_sets",
-        phase=2,
     ),
-    _v1("/webhooks", "webhooks", "none", "none", 10, phase=2),
+    _v1("/webhooks", "webhooks", "none", "none", 10),
     _v1(
         "/organizationRelationships",
         "organization_relationships",
@@ -281,10 +270,9 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         "flat",
         filters=("relationship_org_id",),
         required=("org_id",),
-        phase=2,
     ),
-    _v1("/deals/{id}/flow", "deal_flow", "offset", "flat", 40, parent="deals", phase=2),
-    _v1("/deals/{id}/changelog", "deal_changelog", "cursor", "cursor", parent="deals", phase=2),
+    _v1("/deals/{id}/flow", "deal_flow", "offset", "flat", 40, parent="deals"),
+    _v1("/deals/{id}/changelog", "deal_changelog", "cursor", "cursor", parent="deals"),
     _v1(
         "/deals/{id}/participants",
         "deal_participants",
@@ -292,9 +280,8 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         "flat",
         10,
         parent="deals",
-        phase=2,
     ),
-    _v1("/persons/{id}/flow", "person_flow", "offset", "flat", 40, parent="persons", phase=2),
+    _v1("/persons/{id}/flow", "person_flow", "offset", "flat", 40, parent="persons"),
     _v1(
         "/organizations/{id}/flow",
         "organization_flow",
@@ -302,16 +289,14 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         "flat",
         40,
         parent="organizations",
-        phase=2,
     ),
-    # ---- phase 2: v2 ---------------------------------------------------------------------
+    # ---- v2 secondary ---------------------------------------------------------------------
     _v2(
         "/deals/products",
         "deal_products",
         filters=("deal_ids",),
         required=("deal_ids",),
         sort_by=("id", "deal_id", "add_time", "update_time", "order_nr"),
-        phase=2,
     ),
     _v2(
         "/deals/installments",
@@ -319,29 +304,26 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         filters=("deal_ids",),
         required=("deal_ids",),
         sort_by=("id", "billing_date", "deal_id"),
-        phase=2,
     ),
-    _v2("/deals/{id}/followers", "deal_followers", parent="deals", phase=2),
-    _v2("/persons/{id}/followers", "person_followers", parent="persons", phase=2),
-    _v2("/organizations/{id}/followers", "organization_followers", parent="organizations", phase=2),
-    _v2("/products/{id}/followers", "product_followers", parent="products", phase=2),
-    _v2("/products/{id}/variations", "product_variations", parent="products", phase=2),
+    _v2("/deals/{id}/followers", "deal_followers", parent="deals"),
+    _v2("/persons/{id}/followers", "person_followers", parent="persons"),
+    _v2("/organizations/{id}/followers", "organization_followers", parent="organizations"),
+    _v2("/products/{id}/followers", "product_followers", parent="products"),
+    _v2("/products/{id}/variations", "product_variations", parent="products"),
     _v2(
         "/projects",
         "projects",
         filters=("project_status", "phase_id"),
         view="not_archived",
-        phase=2,
     ),
     _v2(
         "/projects/archived",
         "projects",
         filters=("project_status", "phase_id"),
         view="archived",
-        phase=2,
     ),
-    _v2("/tasks", "tasks", filters=("project_id", "is_done", "is_milestone"), phase=2),
-    Endpoint("/boards", "v2", "boards", "none", "none", 10, phase=2),
+    _v2("/tasks", "tasks", filters=("project_id", "is_done", "is_milestone")),
+    Endpoint("/boards", "v2", "boards", "none", "none", 10),
     Endpoint(
         "/phases",
         "v2",
@@ -351,7 +333,6 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         10,
         filters=("board_id",),
         required=("board_id",),
-        phase=2,
     ),
-    _v2("/projectTemplates", "project_templates", phase=2),
+    _v2("/projectTemplates", "project_templates"),
 )
