@@ -6,7 +6,9 @@ pytest_plugins = ["tests.support.meltano", "tests.support.oauth", "tests.support
 
 import pytest  # noqa: E402
 
-SANDBOX_SCALE = 0.2
+# Small enough that a full sync of every stream (with per-parent children) takes
+# seconds, large enough for several pages per core stream at small page sizes.
+SANDBOX_SCALE = 0.05
 
 
 @pytest.fixture(autouse=True)
@@ -21,7 +23,8 @@ def sandbox():
     """A fresh sandbox per test, so mutations and faults never leak between tests."""
     from tests.sandbox import Sandbox
 
-    with Sandbox(seed=1, scale=SANDBOX_SCALE) as sb:
+    # No burst limiter: tests of pacing and 429s make their own sandboxes with one.
+    with Sandbox(seed=1, scale=SANDBOX_SCALE, burst_limit=None) as sb:
         yield sb
 
 
