@@ -20,7 +20,6 @@ from tap_pipedrive.auth import PipedriveOAuthAuthenticator, build_authenticator
 from tap_pipedrive.errors import ConfigError
 from tap_pipedrive.login import (
     DEFAULT_LOGIN_TIMEOUT_SECONDS,
-    LoginError,
     LoginResult,
     OAuthClient,
     browser_login,
@@ -178,28 +177,33 @@ def wrap_callback(tap_cls: t.Any, callback: Callable[..., t.Any]) -> Callable[..
     def run(**kwargs: t.Any) -> t.Any:
         args = OAuthArgs(**{name: kwargs.pop(name) for name in PARAM_NAMES})
         ctx = click.get_current_context()
+        _check_combination(args, ctx)
         if not args.actions:
-            stray = [
-                flag
-                for flag, on in (
-                    ("--no-browser", args.no_browser),
-                    ("--include-tokens", args.include_tokens),
-                    ("--oauth-state", args.oauth_state is not None),
-                )
-                if on
-            ]
-            if stray:
-                msg = f"{stray[0]} only applies to --login or the --oauth-* helpers"
-                raise click.UsageError(msg, ctx=ctx)
             return callback(**kwargs)
-        if len(args.actions) > 1:
-            msg = f"Choose one of {', '.join(args.actions)}"
-            raise click.UsageError(msg, ctx=ctx)
         config = _assemble_config(tap_cls, kwargs.get("config"), args)
         config_file = _config_file(ctx)
         return run_action(args, config, config_file)
 
     return run
+
+
+# Modifier flags and the actions they apply to.
+_MODIFIERS = {
+    "--no-browser": ("no_browser", ("--login",)),
+    "--include-tokens": ("include_tokens", ("--oauth-exchange-code", "--oauth-refresh")),
+    "--oauth-state": ("oauth_state", ("--oauth-authorization-url", "--oauth-exchange-code")),
+}
+
+
+def _check_combination(args: OAuthArgs, ctx: click.Context) -> None:
+    if len(args.actions) > 1:
+        msg = f"Choose one of {', '.join(args.actions)}"
+        raise click.UsageError(msg, ctx=ctx)
+    for flag, (attribute, actions) in _MODIFIERS.items():
+        value = getattr(args, attribute)
+        if value not in (None, False) and not set(args.actions) & set(actions):
+            msg = f"{flag} only applies to {' or '.join(actions)}"
+            raise click.UsageError(msg, ctx=ctx)
 
 
 def _assemble_config(tap_cls: t.Any, config_input: t.Any, args: OAuthArgs) -> dict[str, t.Any]:
@@ -230,9 +234,6 @@ def run_action(
 ) -> None:
     """Carry out one OAuth action and print its result."""
     client = OAuthClient.from_config(config)
-    if args.no_browser and not args.login:
-        msg = "--no-browser only applies to --login"
-        raise click.UsageError(msg)
     if args.oauth_authorization_url:
         state = args.oauth_state or new_state()
         _print_json(
@@ -321,7 +322,6 @@ def _print_json(body: Mapping[str, t.Any]) -> None:
 
 __all__ = [
     "ACTION_FLAGS",
-    "LoginError",
     "OAuthArgs",
     "note_requested_action",
     "options",

@@ -235,6 +235,9 @@ def test_no_browser_login_in_process(client, sandbox):
     [
         (["--no-browser"], "--no-browser only applies to --login"),
         (["--include-tokens"], "--include-tokens only applies"),
+        (["--login", "--include-tokens"], "--include-tokens only applies"),
+        (["--oauth-refresh", "--oauth-state", "s"], "--oauth-state only applies"),
+        (["--oauth-authorization-url", "--no-browser"], "--no-browser only applies to --login"),
         (["--login", "--discover"], "--login cannot be combined with --discover"),
         (["--oauth-refresh", "--catalog", "x.json"], "--oauth-refresh cannot be combined"),
         (["--login", "--oauth-refresh"], "Choose one of --login, --oauth-refresh"),
