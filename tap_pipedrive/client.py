@@ -135,6 +135,11 @@ class PipedriveStream(RESTStream[t.Any]):
     # declaring it is all a stream needs (see custom_fields.py).
     custom_fields_entity: t.ClassVar[str | None] = None
 
+    @classmethod
+    def enabled(cls, config: t.Mapping[str, t.Any]) -> bool:
+        """Whether the settings let this stream exist at all (reading mail is opt-in)."""
+        return True
+
     # --- URLs, headers, auth ------------------------------------------------------
     @property
     def url_base(self) -> str:

@@ -282,7 +282,11 @@ class TapPipedrive(Tap):
         return FieldCatalog(lambda source: read_field_definitions(self, source))
 
     def discover_streams(self) -> list[PipedriveStream]:
-        return [stream_type(tap=self) for stream_type in STREAM_TYPES]
+        return [
+            stream_type(tap=self)
+            for stream_type in STREAM_TYPES
+            if stream_type.enabled(self.config)
+        ]
 
     @classmethod
     def cb_config(cls, ctx: click.Context, param: click.Option, value: tuple[str, ...]) -> t.Any:

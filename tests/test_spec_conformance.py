@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import importlib.util
 import json
+import re
 import sys
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -341,3 +342,76 @@ def test_endpoint_facts_known_values() -> None:
     assert "update_time" in entries["leads"]["sort_by"]
     assert "phone-integration" in entries["call_logs"]["scopes"]
     assert spec_query_params("v2", "/deals/products") >= {"deal_ids", "cursor", "limit"}
+
+
+# ------------------------------------------------------------------------------------------
+# (d) what the tap sends: every stream has an entry, every request a spec path and parameters
+# ------------------------------------------------------------------------------------------
+
+
+def _registered_streams() -> list[Any]:
+    from tap_pipedrive.streams import STREAM_TYPES
+
+    # custom_fields is assembled from the *Fields reads, not from an endpoint of its own.
+    return [stream for stream in STREAM_TYPES if stream.name != "custom_fields"]
+
+
+def test_every_registered_stream_reads_its_generated_endpoint() -> None:
+    specs = {stream.name: stream for stream in generator().STREAMS}
+    for stream in _registered_streams():
+        assert stream.name in specs, f"{stream.name}: no entry in tools/generate_schemas.py"
+        entry = specs[stream.name]
+        assert stream.api_version == entry.version, stream.name
+        assert stream.path in entry.paths, f"{stream.name}: {stream.path} not in {entry.paths}"
+        assert list(stream.primary_keys) == list(entry.primary_keys), stream.name
+
+
+def _spec_path(version: str, path: str) -> str | None:
+    """The spec path template a concrete request path matches (``/deals/7/flow`` ...).
+
+    Literal segments win over parameters: ``/deals/products`` is not ``/deals/{id}``.
+    """
+    matches = []
+    for template, operations in load_spec(version)["paths"].items():
+        parts = template.split("/")
+        pattern = "/".join("[^/]+" if p.startswith("{") else re.escape(p) for p in parts)
+        if "get" in operations and re.fullmatch(pattern, path):
+            matches.append((template.count("{"), template))
+    return min(matches)[1] if matches else None
+
+
+def test_every_request_the_tap_sends_is_in_the_spec() -> None:
+    from tests.sandbox import Sandbox
+    from tests.tap_runner import run_tap
+
+    streams = {stream.name for stream in _registered_streams()}
+    with Sandbox(seed=11, scale=0.05, burst_limit=None) as sandbox:
+        config = {
+            "api_token": sandbox.api_token,
+            "api_url": sandbox.url,
+            "include_mail_messages": True,
+            "start_date": "2023-01-01T00:00:00Z",
+        }
+        first = run_tap(config, streams=streams)
+        # A second run sends the incremental parameters (updated_since, newest-first sorts).
+        run_tap(config, state=first.last_state, streams=streams)
+        requests = list(sandbox.requests)
+    assert len({r.path for r in requests}) > 60
+    problems = set()
+    sent_streams = set()
+    for request in requests:
+        match = re.match(r"^/api/(v1|v2)(/.*)$", request.path)
+        assert match, f"request outside the API: {request.path}"
+        version, path = match.groups()
+        template = _spec_path(version, path)
+        if template is None:
+            problems.add(f"GET {request.path}: no such path in the {version} spec")
+            continue
+        sent_streams.add(template)
+        unknown = set(request.query) - spec_query_params(version, template)
+        if unknown:
+            problems.add(f"GET /{version}{template}: unknown parameters {sorted(unknown)}")
+        assert request.status < 400, f"{request.path} {request.query} -> {request.status}"
+    assert not problems, sorted(problems)
+    for stream in _registered_streams():
+        assert stream.path in sent_streams, f"{stream.name} sent no request"

@@ -78,7 +78,7 @@ class OrganizationRelationshipsStream(ChangedParentsStream, V1Stream):
 
 
 class PersonFlowStream(FlowStream, V1Stream):
-    """Off by default: 40 tokens per changed person, on top of what the person stream costs."""
+    """The updates feed of each changed person (40 tokens a person)."""
 
     name = "person_flow"
     path = "/persons/{id}/flow"
@@ -86,11 +86,10 @@ class PersonFlowStream(FlowStream, V1Stream):
     parent_sources = (ParentSource("/persons"),)
     parent_key = "person_id"
     replication_key = "person_update_time"
-    selected_by_default = False
 
 
 class OrganizationFlowStream(FlowStream, V1Stream):
-    """Off by default: 40 tokens per changed organization."""
+    """The updates feed of each changed organization (40 tokens an organization)."""
 
     name = "organization_flow"
     path = "/organizations/{id}/flow"
@@ -98,7 +97,6 @@ class OrganizationFlowStream(FlowStream, V1Stream):
     parent_sources = (ParentSource("/organizations"),)
     parent_key = "organization_id"
     replication_key = "organization_update_time"
-    selected_by_default = False
 
 
 FOLLOWER_STREAMS: tuple[type[PipedriveStream], ...] = (

@@ -55,9 +55,9 @@ class MailThreadsStream(V1Stream):
 
 
 class MailMessagesStream(ChangedParentsStream, V1Stream):
-    """Messages of the threads updated since the last run; off unless ``include_mail_messages``.
+    """Messages of the threads updated since the last run, if ``include_mail_messages`` is on.
 
-    Mail is personal: the stream stays empty, and sends no request, until the setting is on.
+    Mail is personal: without the setting the stream does not exist (it is not discovered).
     """
 
     name = "mail_messages"
@@ -76,14 +76,9 @@ class MailMessagesStream(ChangedParentsStream, V1Stream):
         for folder in MAIL_FOLDERS
     )
 
-    def request_records(self, context: Context | None) -> t.Iterable[dict]:
-        if not self.config.get("include_mail_messages"):
-            self.logger.info(
-                "Stream %s is off; set include_mail_messages to true to read mail messages",
-                self.name,
-            )
-            return
-        yield from super().request_records(context)
+    @classmethod
+    def enabled(cls, config: t.Mapping[str, t.Any]) -> bool:
+        return bool(config.get("include_mail_messages"))
 
 
 MAIL_STREAMS: tuple[type[PipedriveStream], ...] = (CallLogsStream, MailThreadsStream)

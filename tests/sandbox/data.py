@@ -519,6 +519,8 @@ ENTITIES: tuple[EntityDef, ...] = (
         deleted_status=3,
         archived_rate=0.1,
         field_set="project",
+        # Listed with status=...,deleted, as the tap asks for them (like deals).
+        counted="all",
     ),
     EntityDef("tasks", "v2 /tasks", 200, secondary.task, scaled=True),
     EntityDef("project_templates", "v2 /projectTemplates", 3, secondary.project_template),

@@ -63,6 +63,8 @@ def sandbox_tap_environment(api_url: str) -> dict[str, str]:
         "TAP_PIPEDRIVE_API_URL": api_url,
         "TAP_PIPEDRIVE_API_TOKEN": SANDBOX_API_TOKEN,
         "TAP_PIPEDRIVE_OAUTH_URL": api_url,
+        # The sandbox counts mail messages, which the tap reads only when asked to.
+        "TAP_PIPEDRIVE_INCLUDE_MAIL_MESSAGES": "true",
     }
 
 
