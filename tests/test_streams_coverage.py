@@ -33,6 +33,9 @@ def sandbox():
         projects = sb.dataset["projects"]
         sb.update_record("projects", projects[0]["id"], is_archived=True)
         sb.delete_record("projects", projects[1]["id"])
+        # Pipedrive sends this flag as text; "false" must not come out true.
+        relationship = sb.dataset["organization_relationships"][0]["id"]
+        sb.update_record("organization_relationships", relationship, active_flag="false")
         yield sb
 
 
@@ -118,8 +121,9 @@ def test_secrets_and_types_are_cleaned(sandbox, synced):
         for option in row.get("options") or ():
             assert isinstance(option["id"], str)
     assert any(row.get("options") for row in synced.records("deal_fields"))
-    for relationship in synced.records("organization_relationships"):
-        assert relationship["active_flag"] in (True, False, None)
+    flags = [row["active_flag"] for row in synced.records("organization_relationships")]
+    assert False in flags and True in flags
+    assert set(flags) <= {True, False}
 
 
 def test_archived_deleted_and_inactive_rows_are_included(synced):

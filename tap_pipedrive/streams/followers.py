@@ -17,6 +17,9 @@ if t.TYPE_CHECKING:
     from singer_sdk.helpers.types import Context
 
 
+_FLAG_TEXT = {"true": True, "1": True, "false": False, "0": False}
+
+
 class PersonFollowersStream(ChangedParentsStream):
     name = "person_followers"
     path = "/persons/{id}/followers"
@@ -74,6 +77,10 @@ class OrganizationRelationshipsStream(ChangedParentsStream, V1Stream):
         if row.get("id") in self._emitted_ids:
             return None
         self._emitted_ids.add(row.get("id"))
+        flag = row.get("active_flag")
+        if isinstance(flag, str):
+            # Sent as "true"/"false"; a string would pass for true either way.
+            row["active_flag"] = _FLAG_TEXT.get(flag.strip().lower())
         return super().post_process(row, context)
 
 
