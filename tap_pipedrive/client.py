@@ -11,8 +11,9 @@ import random
 import typing as t
 from functools import cached_property
 from http import HTTPStatus
-from urllib.parse import urlparse
+from urllib.parse import parse_qs, urlparse
 
+import backoff
 import msgspec
 import requests
 from singer_sdk import RESTStream, SchemaDirectory
@@ -28,7 +29,13 @@ from tap_pipedrive.errors import (
     PipedriveAPIError,
     StreamUnavailable,
 )
-from tap_pipedrive.normalize import CoercionLog, format_timestamp, to_date, to_rfc3339
+from tap_pipedrive.normalize import (
+    CoercionLog,
+    format_timestamp,
+    strip_nul_characters,
+    to_date,
+    to_rfc3339,
+)
 
 if t.TYPE_CHECKING:
     from singer_sdk.helpers.types import Context
@@ -40,6 +47,15 @@ MAX_PAGE_SIZE = 500
 BURST_429_LIMIT = 6
 
 _decode_json = msgspec.json.Decoder().decode
+# What the SDK's request decorator retries.
+RETRIED_EXCEPTIONS = (
+    ConnectionResetError,
+    RetriableAPIError,
+    requests.exceptions.Timeout,
+    requests.exceptions.ConnectionError,
+    requests.exceptions.ChunkedEncodingError,
+    requests.exceptions.ContentDecodingError,
+)
 
 
 def response_json(response: requests.Response) -> t.Any:
@@ -47,6 +63,9 @@ def response_json(response: requests.Response) -> t.Any:
     cached = getattr(response, "_pipedrive_json", None)
     if cached is None:
         cached = _decode_json(response.content)
+        # JSON can only carry NUL as this escape: the check costs one scan of the bytes.
+        if b"\\u0000" in response.content:
+            response._pipedrive_nul_fields = strip_nul_characters(cached)  # type: ignore[attr-defined]
         response._pipedrive_json = cached  # type: ignore[attr-defined]
     return cached
 
@@ -93,10 +112,12 @@ class OffsetPaginator(BaseAPIPaginator[int]):
         return additional.get("pagination") or additional
 
     def has_more(self, response: requests.Response) -> bool:
-        body = response_json(response)
-        return bool(body.get("data")) and bool(
-            self._pagination(body).get("more_items_in_collection")
-        )
+        # The collection's flag decides, not the page's size: an empty page may still
+        # announce more rows, and stopping there would lose them.
+        return bool(self._pagination(response_json(response)).get("more_items_in_collection"))
+
+    def continue_if_empty(self, response: requests.Response) -> bool:
+        return self.has_more(response)
 
     def get_next(self, response: requests.Response) -> int | None:
         body = response_json(response)
@@ -281,6 +302,13 @@ class PipedriveStream(RESTStream[t.Any]):
         if not isinstance(body, dict):
             msg = f"Unexpected JSON from Pipedrive for {self._describe(response)}: not an object"
             raise RetriableAPIError(msg, response)
+        if _points_at_itself(body, response):
+            # Following such a page would loop and stopping would lose the rest of the
+            # list: ask for the same page again.
+            msg = f"Empty page pointing at itself from Pipedrive for {self._describe(response)}"
+            raise RetriableAPIError(msg, response)
+        for field in getattr(response, "_pipedrive_nul_fields", ()):
+            self.coercions.coerced(field, "text with NUL characters", "text without them")
 
     def _handle_unauthorized(self, response: requests.Response) -> None:
         auth = self.authenticator
@@ -333,6 +361,22 @@ class PipedriveStream(RESTStream[t.Any]):
         return f"GET {urlparse(response.url).path} (stream {self.name})"
 
     # --- retries --------------------------------------------------------------------
+    def request_decorator(self, func: t.Callable) -> t.Callable:
+        """The SDK's retry decorator, minus backoff's own log lines.
+
+        Retries are reported by ``backoff_handler`` and giving up by the one error line of
+        ``request_records``; backoff's lines would add a second error line quoting the URL
+        with its query string.
+        """
+        return backoff.on_exception(
+            self.backoff_wait_generator,
+            RETRIED_EXCEPTIONS,
+            max_tries=self.backoff_max_tries,
+            on_backoff=self.backoff_handler,
+            jitter=self.backoff_jitter,
+            logger=None,
+        )(func)
+
     def backoff_wait_generator(self) -> t.Generator[float, t.Any, None]:
         """Wait as long as Pipedrive says (x-ratelimit-reset), else exponentially."""
         attempt = 0
@@ -360,10 +404,10 @@ class PipedriveStream(RESTStream[t.Any]):
 
     def backoff_handler(self, details: t.Any) -> None:
         exception = details.get("exception")
+        # The tap's own messages say what was wrong (malformed JSON, an HTML block page...);
+        # for transport errors the type is enough (their text would repeat the query string).
         reason = (
-            self.response_error_message(exception.response)
-            if getattr(exception, "response", None) is not None
-            else type(exception).__name__
+            str(exception) if isinstance(exception, RetriableAPIError) else type(exception).__name__
         )
         self.logger.warning(
             "Retrying in %.1fs (attempt %d): %s",
@@ -469,6 +513,24 @@ def _int_header(response: requests.Response, name: str) -> int | None:
         return int(float(value)) if value is not None else None
     except ValueError:
         return None
+
+
+def _points_at_itself(body: dict, response: requests.Response) -> bool:
+    """An empty page whose next cursor or offset is the very one just asked for."""
+    if body.get("data"):
+        return False
+    additional = body.get("additional_data")
+    if not isinstance(additional, dict):
+        return False
+    asked = parse_qs(urlparse(response.request.url or "").query)
+    cursor = additional.get("next_cursor")
+    if cursor is not None:
+        return [str(cursor)] == asked.get("cursor")
+    pagination = additional.get("pagination") or additional
+    if not isinstance(pagination, dict) or not pagination.get("more_items_in_collection"):
+        return False
+    next_start = pagination.get("next_start")
+    return next_start is None or str(next_start) == (asked.get("start") or ["0"])[0]
 
 
 def _is_html(response: requests.Response) -> bool:

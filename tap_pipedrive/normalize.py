@@ -90,6 +90,47 @@ def to_date(value: object) -> str | None:
     return head
 
 
+def strip_nul_characters(body: object) -> set[str]:
+    """Remove NUL characters from every string of a decoded response, in place.
+
+    PostgreSQL (and other targets) cannot store NUL in text, so one such character would
+    stop a whole load. Returns the names of the row fields that held one (rows are the
+    objects under ``data``), for the coercion warning.
+    """
+    fields: set[str] = set()
+    if not isinstance(body, dict):
+        return fields
+    data = body.get("data")
+    rows = data if isinstance(data, list) else [data]
+    for row in rows:
+        if isinstance(row, dict):
+            for key, value in row.items():
+                cleaned = _without_nul(value)
+                if cleaned is not value:
+                    row[key] = cleaned
+                    fields.add(key)
+    for key, value in body.items():
+        if key != "data":
+            body[key] = _without_nul(value)
+    return fields
+
+
+def _without_nul(value: object) -> object:
+    """``value`` with NUL removed from its strings; the very same object when it had none."""
+    if isinstance(value, str):
+        return value.replace("\x00", "") if "\x00" in value else value
+    if isinstance(value, list):
+        items = [_without_nul(item) for item in value]
+        return (
+            items if any(new is not old for new, old in zip(items, value, strict=True)) else value
+        )
+    if isinstance(value, dict):
+        pairs = {key: _without_nul(item) for key, item in value.items()}
+        changed = any(pairs[key] is not item for key, item in value.items())
+        return pairs if changed else value
+    return value
+
+
 def format_timestamp(moment: datetime) -> str:
     """Format a datetime for Pipedrive's ``updated_since`` (RFC 3339, UTC, seconds)."""
     if moment.tzinfo is None:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 import typing as t
+from datetime import datetime
 from functools import cached_property
+from pathlib import Path
 from urllib.parse import urlparse
 
 from singer_sdk import Tap
@@ -165,6 +168,24 @@ CONFIG_SCHEMA = th.PropertiesList(
         description="Seconds to wait for one HTTP response before retrying.",
     ),
     th.Property(
+        "max_retries",
+        th.IntegerType(minimum=1, maximum=30),
+        default=8,
+        title="Attempts per request",
+        description="How often one request is tried (throttling, server errors, timeouts, "
+        "dropped connections) before the run ends with an error; the state of everything "
+        "delivered so far is kept.",
+    ),
+    th.Property(
+        "retry_base_seconds",
+        th.NumberType(minimum=0, maximum=60),
+        default=1.0,
+        title="First retry wait",
+        description="Seconds before the first retry of a failed request; each further retry "
+        "waits twice as long (at most 60 s). A 429 always waits as long as Pipedrive's "
+        "x-ratelimit-reset header says.",
+    ),
+    th.Property(
         "max_parallel_streams",
         th.IntegerType(minimum=1, maximum=16),
         default=DEFAULT_MAX_PARALLEL_STREAMS,
@@ -261,6 +282,21 @@ class TapPipedrive(Tap):
         if api_url and urlparse(api_url).scheme not in ("http", "https"):
             msg = f"api_url must be an http(s) URL, got {api_url[:60]!r}"
             raise ConfigError(msg)
+        start_date = self.config.get("start_date")
+        if start_date and not _is_iso_date_time(start_date):
+            # The SDK's schema check does not look at formats: caught here, not mid-sync.
+            msg = (
+                "start_date must be an ISO 8601 date or date-time such as "
+                f"2024-01-31T00:00:00Z, got {str(start_date)[:40]!r}"
+            )
+            raise ConfigError(msg)
+        known = set(self.config_jsonschema.get("properties", {}))
+        for name in sorted(set(self.config) - known):
+            self.logger.warning(
+                "Ignoring the unknown setting %r: tap-pipedrive has no such setting "
+                "(check its spelling)",
+                name[:60],
+            )
 
     @cached_property
     def authenticator(self) -> t.Any:
@@ -290,10 +326,15 @@ class TapPipedrive(Tap):
 
     @classmethod
     def cb_config(cls, ctx: click.Context, param: click.Option, value: tuple[str, ...]) -> t.Any:
+        for path in value:
+            _check_config_file(path)
         # A login may name a config file it is about to create.
-        return oauth_cli.read_config_args(
-            ctx, value, lambda values: super(TapPipedrive, cls).cb_config(ctx, param, values)
-        )
+        try:
+            return oauth_cli.read_config_args(
+                ctx, value, lambda values: super(TapPipedrive, cls).cb_config(ctx, param, values)
+            )
+        except FileNotFoundError as missing:
+            raise ConfigError(str(missing)) from None
 
     @classmethod
     def get_singer_command(cls) -> click.Command:
@@ -307,6 +348,32 @@ class TapPipedrive(Tap):
             context_settings=base.context_settings,
             logger=cls.logger,
         )
+
+
+def _is_iso_date_time(value: t.Any) -> bool:
+    try:
+        datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except ValueError:
+        return False
+    return True
+
+
+def _check_config_file(value: str) -> None:
+    """One line, not a traceback, for a --config file that is not a JSON object."""
+    path = Path(value)
+    if value == "ENV" or not path.exists():
+        return  # a missing file is reported by the reader (a login may be about to write it)
+    try:
+        content = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        msg = f"Cannot read the config file {value}: {exc.strerror or exc}"
+        raise ConfigError(msg) from None
+    except ValueError as exc:
+        msg = f"The config file {value} is not valid JSON ({exc})"
+        raise ConfigError(msg) from None
+    if not isinstance(content, dict):
+        msg = f"The config file {value} must hold a JSON object, not a {type(content).__name__}"
+        raise ConfigError(msg)
 
 
 logging.getLogger("backoff").setLevel(logging.WARNING)

@@ -110,14 +110,31 @@ def test_offset_flat_envelope_falls_back_to_rows_received():
     assert paginator.finished
 
 
-def test_offset_null_data_ends_even_if_more_claimed():
+def test_offset_null_data_with_more_claimed_and_no_way_forward_is_an_error():
+    # Ending quietly here could lose the rest of the list (the stream retries such a page
+    # first, see test_hostile.py); the paginator itself refuses to stop or loop.
     paginator = OffsetPaginator()
-    paginator.advance(
-        make_response(
-            {"data": None, "additional_data": {"pagination": {"more_items_in_collection": True}}}
+    with pytest.raises(PipedriveAPIError, match="non-advancing"):
+        paginator.advance(
+            make_response(
+                {
+                    "data": None,
+                    "additional_data": {"pagination": {"more_items_in_collection": True}},
+                }
+            )
         )
-    )
-    assert paginator.finished
+
+
+def test_offset_empty_page_that_claims_more_goes_on():
+    paginator = OffsetPaginator()
+    empty = {
+        "data": None,
+        "additional_data": {"pagination": {"more_items_in_collection": True, "next_start": 50}},
+    }
+    assert paginator.continue_if_empty(make_response(empty))
+    paginator.advance(make_response(empty))
+    assert not paginator.finished
+    assert paginator.current_value == 50
 
 
 def test_offset_unpaged_envelope_ends():
