@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from datetime import datetime, timezone
+from datetime import date, datetime, timezone
 
 _EMPTY_DATE_PREFIXES = ("0000", "0001-01-01")
 
@@ -57,7 +57,7 @@ def to_rfc3339(value: object) -> str | None:
         return f"{value[:10]}T{value[11:]}Z"
     if length == 10 and value[4] == "-" and value[7] == "-":
         # A bare date where a timestamp is declared: midnight UTC.
-        datetime.strptime(value, "%Y-%m-%d")
+        _check_date(value)
         return f"{value}T00:00:00Z"
     parsed = datetime.fromisoformat(value.replace("Z", "+00:00") if value.endswith("Z") else value)
     if parsed.tzinfo is None:
@@ -86,8 +86,19 @@ def to_date(value: object) -> str | None:
     if value.startswith(_EMPTY_DATE_PREFIXES) or value[5:7] == "00" or value[8:10] == "00":
         return None
     head = value[:10]
-    datetime.strptime(head, "%Y-%m-%d")
+    _check_date(head)
     return head
+
+
+def _check_date(text: str) -> None:
+    """Raise ValueError unless ``text`` is a real ``YYYY-MM-DD`` date (e.g. not 2024-02-30).
+
+    ``date.fromisoformat`` is C code, many times cheaper than ``strptime``; the shape
+    check keeps it from accepting the other ISO spellings it knows (``20240101``).
+    """
+    if len(text) != 10 or text[4] != "-" or text[7] != "-":
+        raise ValueError(text)
+    date.fromisoformat(text)
 
 
 def strip_nul_characters(body: object) -> set[str]:

@@ -27,6 +27,7 @@ from tap_pipedrive.auth import (
 from tap_pipedrive.custom_fields import LOCATIONS, NAMING_MODES, FieldCatalog
 from tap_pipedrive.errors import ConfigError, PipedriveError
 from tap_pipedrive.login import DEFAULT_REDIRECT_URI
+from tap_pipedrive.output import SingerOutput
 from tap_pipedrive.prefetch import DEFAULT_MAX_PARALLEL_STREAMS, Prefetcher
 from tap_pipedrive.ratelimit import RateLimiter
 from tap_pipedrive.redact import SecretRedactor
@@ -244,6 +245,8 @@ class TapPipedrive(Tap):
     name = "tap-pipedrive"
     package_name = "tap-pipedrive"
     config_jsonschema = CONFIG_SCHEMA
+    # msgspec encoding, flushed per STATE rather than per message (see output.py).
+    message_writer_class = SingerOutput
     # The schemas depend on the account's custom fields: the SDK then validates the
     # config on --discover too.
     dynamic_catalog = True

@@ -18,6 +18,7 @@ import pytest
 from tap_pipedrive import prefetch
 from tap_pipedrive.errors import DailyBudgetExhausted
 from tap_pipedrive.tap import CONFIG_SCHEMA, TapPipedrive
+from tests.sandbox import Sandbox
 from tests.tap_runner import parse_messages, run_cli, select_only
 
 WAIT_SECONDS = 10.0
@@ -36,6 +37,13 @@ CORE = {
 }
 # Requests a sync makes before the streams start (custom field definitions).
 FIELD_PATHS = ("Fields",)
+
+
+@pytest.fixture
+def sandbox():
+    """Several pages per stream at the sizes used here, whatever the suite's default scale."""
+    with Sandbox(seed=1, scale=0.2, burst_limit=None) as sb:
+        yield sb
 
 
 def _sync(config: dict, *, streams: set[str] = CORE, hook=None, state=None):

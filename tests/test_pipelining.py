@@ -18,10 +18,18 @@ import pytest
 from tap_pipedrive import prefetch
 from tap_pipedrive.errors import DailyBudgetExhausted
 from tap_pipedrive.tap import TapPipedrive
+from tests.sandbox import Sandbox
 from tests.tap_runner import parse_messages, select_only
 
 PAGE_SIZE = 50
 WAIT_SECONDS = 10.0
+
+
+@pytest.fixture
+def sandbox():
+    """Enough deals for several pages at PAGE_SIZE, whatever the suite's default scale."""
+    with Sandbox(seed=1, scale=0.2, burst_limit=None) as sb:
+        yield sb
 
 
 def _sync(config: dict, streams: set[str], hook=None):

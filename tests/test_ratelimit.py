@@ -27,6 +27,13 @@ CORE = {
 INCREMENTAL = ("deals", "persons", "organizations", "activities", "products")
 
 
+@pytest.fixture
+def sandbox():
+    """Pipedrive's burst window switched on (80 per 2 s, the sandbox default)."""
+    with Sandbox(seed=1, scale=0.2) as sb:
+        yield sb
+
+
 class FakeClock:
     """Stands in for the time module: sleeping advances the clock."""
 
