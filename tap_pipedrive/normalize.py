@@ -48,11 +48,12 @@ def to_rfc3339(value: object) -> str | None:
     length = len(value)
     if value.startswith(_EMPTY_DATE_PREFIXES) or value[5:7] == "00" or value[8:10] == "00":
         return None
-    if length == 20 and value[10] == "T" and value[19] == "Z" and _plausible(value):
-        return value
-    if length == 24 and value[10] == "T" and value.endswith(".000Z") and _plausible(value):
-        # Same instant as the short form; one spelling keeps bookmarks comparable as text.
-        return f"{value[:19]}Z"
+    if value[-1] == "Z" and length >= 20 and value[10] == "T" and _plausible(value):
+        # Already RFC 3339 UTC. Kept exactly as sent, fraction included: each endpoint
+        # writes one fixed shape (v2 whole seconds, v1 leads/calls/mail milliseconds),
+        # so bookmarks stay comparable as text within a stream.
+        if length == 20 or (value[19] == "." and value[20:-1].isdigit()):
+            return value
     if length == 19 and value[10] == " " and _plausible(value):
         return f"{value[:10]}T{value[11:]}Z"
     if length == 10 and value[4] == "-" and value[7] == "-":
@@ -62,7 +63,9 @@ def to_rfc3339(value: object) -> str | None:
     parsed = datetime.fromisoformat(value.replace("Z", "+00:00") if value.endswith("Z") else value)
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=timezone.utc)
-    return parsed.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+    # Offsets are converted to UTC; the fraction keeps millisecond precision if it had one.
+    timespec = "milliseconds" if parsed.microsecond else "seconds"
+    return parsed.astimezone(timezone.utc).isoformat(timespec=timespec).replace("+00:00", "Z")
 
 
 def _plausible(value: str) -> bool:
