@@ -81,9 +81,6 @@ class NewestFirstStream(PipedriveStream):
     """
 
     replication_key = "update_time"
-    # The server sorts; rows are emitted in the order of their parsed time, which text
-    # comparison of mixed spellings ("…36Z" and "…36.551000Z") could contradict.
-    check_sorted = False
 
     def reads_newest_first(self, context: Context | None) -> bool:
         """Whether this partition is read this way (a stream may mix it with a filter)."""
