@@ -76,6 +76,8 @@ class FieldSource:
     # Optional parts of the v2 items (free of charge; the allowed values differ per
     # endpoint): asked for so that the cached items are complete for any other reader.
     include_fields: tuple[str, ...] = ()
+    # Read instead when the token may not read this endpoint (see FieldCatalog._read).
+    fallback: FieldSource | None = None
 
 
 _UI_PARTS = ("ui_visibility", "important_fields", "required_fields")
@@ -87,7 +89,14 @@ FIELD_SOURCES: dict[str, FieldSource] = {
         FieldSource("person", "v2", "/personFields", include_fields=_UI_PARTS),
         FieldSource("organization", "v2", "/organizationFields", include_fields=_UI_PARTS),
         FieldSource("product", "v2", "/productFields", include_fields=_UI_PARTS[:1]),
-        FieldSource("activity", "v2", "/activityFields", include_fields=_UI_PARTS[:1]),
+        # v2 /activityFields accepts only the admin scope; v1 takes activities:read.
+        FieldSource(
+            "activity",
+            "v2",
+            "/activityFields",
+            include_fields=_UI_PARTS[:1],
+            fallback=FieldSource("activity", "v1", "/activityFields"),
+        ),
         FieldSource("project", "v2", "/projectFields"),
         # Leads have no field set of their own: /leadFields lists the deal custom
         # fields under the same keys, plus the deleted options old lead values still use.
@@ -99,6 +108,10 @@ FIELD_SOURCES: dict[str, FieldSource] = {
 
 class FieldDefinitionsError(PipedriveAPIError):
     """A ``*Fields`` endpoint could not be read; the run stops rather than drop columns."""
+
+
+class FieldDefinitionsRefused(FieldDefinitionsError):
+    """The token's scopes or the plan do not allow a ``*Fields`` endpoint (402/403)."""
 
 
 def settings(config: Mapping[str, t.Any]) -> tuple[str, str, bool]:
@@ -207,6 +220,8 @@ class FieldCatalog:
         self._items: dict[str, list[dict]] = {}
         self._definitions: dict[str, tuple[FieldDefinition, ...]] = {}
         self._lock = threading.Lock()
+        # Field sets read from their fallback endpoint, whose items have the other shape.
+        self.fallback_used: set[str] = set()
 
     def items(self, entity: str) -> list[dict]:
         """The raw ``*Fields`` items of a field set (built-in and custom fields)."""
@@ -230,6 +245,21 @@ class FieldCatalog:
     def _read(self, source: FieldSource) -> list[dict]:
         try:
             items = self._fetch(source)
+        except FieldDefinitionsRefused as exc:
+            if source.fallback is None:
+                raise FieldDefinitionsError(_failure(source, exc)) from None
+            logging.getLogger(__name__).warning(
+                "%s custom field definitions: GET /api/%s%s was refused (%s); reading "
+                "GET /api/%s%s instead",
+                source.entity.title(),
+                source.version,
+                source.path,
+                exc,
+                source.fallback.version,
+                source.fallback.path,
+            )
+            self.fallback_used.add(source.entity)
+            return self._read(source.fallback)
         except DailyBudgetExhausted as exc:
             raise DailyBudgetExhausted(_failure(source, exc)) from None
         except PipedriveAPIError as exc:

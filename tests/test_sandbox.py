@@ -452,6 +452,39 @@ def test_add_custom_field_appears_in_fields_and_records(fresh, http):
         fresh.add_custom_field("deals", "Bad", "hologram")
 
 
+def test_v1_activity_fields_list_the_v2_activity_field_set_in_v1_items(fresh, http):
+    counts = fresh.expected_counts()
+    assert not any(row["edit_flag"] for row in read_all_v1(http, fresh, "/v1/activityFields")[0])
+    room = fresh.add_custom_field("activities", "Room 🚪", "enum", options=["North", "South"])
+    fresh.add_custom_field("activities", "Follow-up on", "date")
+    v2_items = read_all_v2(http, fresh, "/api/v2/activityFields", limit=500)
+    fresh.clear_requests()
+    v1_items, envelopes = read_all_v1(http, fresh, "/api/v1/activityFields", limit=7)
+
+    assert len(envelopes) > 2  # offset paging with the flat envelope the spec declares
+    assert all(set(env) == {"start", "limit", "more_items_in_collection"} for env in envelopes)
+    assert {r.token_cost for r in fresh.requests} == {20}
+    assert [(i["key"], i["name"], i["field_type"]) for i in v1_items] == [
+        (i["field_code"], i["field_name"], i["field_type"]) for i in v2_items
+    ]
+    assert not any("field_code" in item or "is_custom_field" in item for item in v1_items)
+    custom = [item for item in v1_items if item["edit_flag"]]
+    assert [item["name"] for item in custom] == ["Room 🚪", "Follow-up on"]
+    assert custom[0]["options"] == [
+        {"id": option["id"], "label": option["label"]} for option in room["options"]
+    ]
+    # The activities carry the new fields, and the second listing adds no stream and no
+    # second count of the same custom fields.
+    activities = read_all_v2(http, fresh, "/api/v2/activities", limit=500)
+    assert {row["custom_fields"].get(room["field_code"]) for row in activities} >= {
+        option["id"] for option in room["options"]
+    }
+    grown = {"activity_fields": 2, "custom_fields": 2}
+    assert fresh.expected_counts() == {
+        name: count + grown.get(name, 0) for name, count in counts.items()
+    }
+
+
 # ---- auth ----------------------------------------------------------------------------------------
 
 

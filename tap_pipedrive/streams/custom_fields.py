@@ -14,7 +14,7 @@ from singer_sdk import typing as th
 from tap_pipedrive.client import PipedriveStream
 from tap_pipedrive.custom_fields import (
     CONTAINER,
-    FieldDefinitionsError,
+    FieldDefinitionsRefused,
     FieldSource,
     layout_for,
 )
@@ -39,7 +39,7 @@ class FieldDefinitionReader(PipedriveStream):
         try:
             super().validate_response(response)
         except StreamUnavailable as exc:
-            raise FieldDefinitionsError(str(exc)) from None
+            raise FieldDefinitionsRefused(str(exc)) from None
 
     def post_process(self, row: dict, context: Context | None = None) -> dict | None:
         return row

@@ -27,7 +27,10 @@ class FieldsStream(PipedriveStream):
     def get_records(self, context: Context | None) -> t.Iterable[dict]:
         catalog = getattr(self._tap, "custom_field_catalog", None)
         items = None
-        if catalog is not None:
+        # A field set read from its fallback endpoint has items of the other API
+        # version's shape: this stream then asks its own endpoint (and is skipped if
+        # that is refused).
+        if catalog is not None and self.field_set not in catalog.fallback_used:
             try:
                 items = catalog.items(self.field_set)
             except DailyBudgetExhausted:

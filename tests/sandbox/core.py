@@ -29,6 +29,8 @@ FIELD_SET_OF = {
     "organization": "organization",
     "products": "product",
     "product": "product",
+    "activities": "activity",
+    "activity": "activity",
     "projects": "project",
     "project": "project",
 }

@@ -215,7 +215,9 @@ class Table:
         if entity.field_set is not None:
             pool = world.custom_value_pool(entity.field_set)
             # Shared, read-only dict: records of one world draw from a pool of value sets.
-            record["custom_fields"] = pool[int(rng.random() * len(pool))][0]
+            # A field set without custom fields (activities until a test adds one) adds nothing.
+            if pool:
+                record["custom_fields"] = pool[int(rng.random() * len(pool))][0]
         if entity.flat_field_set is not None:
             pool = world.custom_value_pool(entity.flat_field_set)
             record.update(pool[int(rng.random() * len(pool))][1])
@@ -314,8 +316,11 @@ class World:
 
         Building 30 values per record dominated record cost, so each record picks one of
         ``CUSTOM_POOL_SIZE`` deterministic sets.  A set's values never change when a field is
-        added later: each set draws from its own RNG, field after field."""
+        added later: each set draws from its own RNG, field after field.  Empty while the
+        field set has no custom fields."""
         definitions = self.fields.custom(set_name)
+        if not definitions:
+            return []
         found = self._pools.get(set_name)
         if found is not None and found[0] == len(definitions):
             return found[1]
@@ -334,11 +339,14 @@ class World:
         return pool
 
     # ---- field metadata -------------------------------------------------------------------
-    def field_records(self, entity: str) -> list[dict[str, Any]] | None:
+    def field_records(self, entity: str, style: str | None = None) -> list[dict[str, Any]] | None:
+        """The ``*Fields`` items of a field entity, in its own item style or in ``style``
+        ("v1"/"v2") for a field set that both API versions list (``/activityFields``)."""
         spec = FIELD_ENTITIES.get(entity)
         if spec is None:
             return None
-        set_name, style = spec
+        set_name, own_style = spec
+        style = style or own_style
         defs = self.fields.sets[set_name]
         if style == "v2":
             return [definition.v2_item() for definition in defs]
@@ -496,6 +504,9 @@ ENTITIES: tuple[EntityDef, ...] = (
         builders.activity,
         scaled=True,
         deleted_rate=0.02,
+        # No custom fields unless a test adds some (sb.add_custom_field("activities", ...)):
+        # the v2 /activities item schema lists none, so the default world keeps it that way.
+        field_set="activity",
     ),
     EntityDef(
         "products",

@@ -9,7 +9,7 @@ Columns
 path       served path below the version root (``/api/v2`` or ``/v1`` / ``/api/v1``); ``{id}``
            is a parent record id.
 version    ``"v1"`` or ``"v2"``.
-entity     the dataset entity the rows come from.
+entity     the dataset entity the rows come from (field items take the shape of ``version``).
 paging     ``cursor`` (v2 / v1 changelog keyset cursor), ``offset`` (v1 start/limit) or ``none``.
 envelope   how paging shows in ``additional_data``: ``cursor`` (``next_cursor``), ``nested``
            (``pagination`` with ``next_start``), ``nested_no_next`` (``pagination`` without it),
@@ -178,6 +178,9 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     _v1("/activityTypes", "activity_types", "none", "none"),
     _v1("/noteFields", "note_fields", "none", "none"),
     _v1("/leadFields", "lead_fields", "offset", "flat"),
+    # The activity field set again, in v1 items: v2 /activityFields needs the admin scope,
+    # this one activities:read. Same entity, so no stream and no count of its own.
+    _v1("/activityFields", "activity_fields", "offset", "flat"),
     # ---- v1 secondary ---------------------------------------------------------------------
     _v1(
         "/leads",

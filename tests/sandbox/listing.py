@@ -683,7 +683,9 @@ class Lister:
                 if pos is not None:
                     rows.extend(child.rows_for_pos(pos))
             return rows
-        fields = world.field_records(endpoint.entity)
+        # Field items take the shape of the endpoint's API version (v1 /activityFields
+        # lists the same field set as v2 /activityFields).
+        fields = world.field_records(endpoint.entity, endpoint.version)
         if fields is not None:
             return fields
         if endpoint.entity in world.tables:
