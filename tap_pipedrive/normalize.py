@@ -48,12 +48,17 @@ def to_rfc3339(value: object) -> str | None:
     length = len(value)
     if value.startswith(_EMPTY_DATE_PREFIXES) or value[5:7] == "00" or value[8:10] == "00":
         return None
-    if value[-1] == "Z" and length >= 20 and value[10] == "T" and _plausible(value):
-        # Already RFC 3339 UTC. Kept exactly as sent, fraction included: each endpoint
-        # writes one fixed shape (v2 whole seconds, v1 leads/calls/mail milliseconds),
-        # so bookmarks stay comparable as text within a stream.
-        if length == 20 or (value[19] == "." and value[20:-1].isdigit()):
-            return value
+    # Already RFC 3339 UTC: kept exactly as sent, fraction included. Each endpoint writes
+    # one fixed shape (v2 whole seconds, v1 leads/calls/mail milliseconds), so bookmarks
+    # stay comparable as text within a stream.
+    if (
+        value[-1] == "Z"
+        and length >= 20
+        and value[10] == "T"
+        and (length == 20 or (value[19] == "." and value[20:-1].isdigit()))
+        and _plausible(value)
+    ):
+        return value
     if length == 19 and value[10] == " " and _plausible(value):
         return f"{value[:10]}T{value[11:]}Z"
     if length == 10 and value[4] == "-" and value[7] == "-":
@@ -79,7 +84,17 @@ def _plausible(value: str) -> bool:
         and "00" <= value[11:13] <= "23"
         and "00" <= value[14:16] <= "59"
         and "00" <= value[17:19] <= "60"
+        # Days 29 to 31 exist in some months only: 2024-02-30 is no time at all.
+        and (value[8:10] <= "28" or _is_calendar_date(value[:10]))
     )
+
+
+def _is_calendar_date(text: str) -> bool:
+    try:
+        date.fromisoformat(text)
+    except ValueError:
+        return False
+    return True
 
 
 def to_date(value: object) -> str | None:
