@@ -25,19 +25,23 @@ $(MELTANO_VENV)/.installed: requirements/meltano.txt
 	$(MELTANO_VENV)/bin/pip install --quiet -r requirements/meltano.txt
 	touch $@
 
-.meltano/.installed: meltano.yml pyproject.toml $(MELTANO_VENV)/.installed
+.meltano/.installed: meltano.yml pyproject.toml loaders/target-sqlite/pyproject.toml $(MELTANO_VENV)/.installed
 	$(MELTANO) install
 	touch $@
 
 lint: $(VENV)/.installed
-	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
 
 format: $(VENV)/.installed
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
+# The tap, the demo script, the test support modules and the embedded loader (a package
+# of its own, so it is named by its directory).
+TYPECHECK_PATHS := tap_pipedrive scripts tests/support loaders/target-sqlite/target_sqlite
+
 typecheck: $(VENV)/.installed
-	$(VENV)/bin/mypy
+	$(VENV)/bin/mypy $(TYPECHECK_PATHS)
 
 pytest: install
 	MELTANO_BIN=$(CURDIR)/$(MELTANO) $(VENV)/bin/pytest $(PYTEST_ARGS)

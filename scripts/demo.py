@@ -1,9 +1,9 @@
-"""End-to-end demo: sandbox API -> tap-pipedrive -> Meltano -> target-jsonl.
+"""End-to-end demo: sandbox API -> tap-pipedrive -> Meltano -> SQLite database.
 
-Starts the local Pipedrive sandbox, runs ``meltano run tap-pipedrive target-jsonl``
-against it, prints the rows loaded per stream next to the sandbox's
-expected counts and exits 1 on any difference. ``make demo`` installs everything
-first and then runs this script.
+Starts the local Pipedrive sandbox, runs ``meltano run tap-pipedrive target-sqlite``
+against it into a fresh database file, counts the rows of every table with sqlite3,
+prints them next to the sandbox's expected counts and exits 1 on any difference.
+``make demo`` installs everything first and then runs this script.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import json
 import os
 import selectors
 import signal
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -35,8 +36,8 @@ from tests.support.meltano import (  # noqa: E402
 )
 
 WORK_DIR = REPO_ROOT / ".demo"
-DEFAULT_OUTPUT = REPO_ROOT / "output" / "demo"
-LOADER = "target-jsonl"
+DEFAULT_DATABASE = REPO_ROOT / "output" / "demo" / "pipedrive.db"
+LOADER = "target-sqlite"
 DEFAULT_SEED = 1
 # About a minute with every stream; scale 1 (2,000 deals) spends most of its time in
 # per-deal child requests held to the sandbox's 80-requests-per-2-seconds limit.
@@ -61,10 +62,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help=f"sandbox size; 1 means 2,000 deals (default {DEFAULT_SCALE})",
     )
     parser.add_argument(
-        "--output",
+        "--database",
         type=Path,
-        default=DEFAULT_OUTPUT,
-        help="directory for the <stream>.jsonl files (default output/demo)",
+        default=DEFAULT_DATABASE,
+        help="SQLite database file, replaced on every run (default output/demo/pipedrive.db)",
     )
     args = parser.parse_args(argv)
     if args.scale <= 0:
@@ -127,21 +128,21 @@ def expected_counts(sandbox_url: str) -> dict[str, int]:
     return {str(stream): int(count) for stream, count in counts.items()}
 
 
-def clear_previous_output(output: Path) -> None:
-    """Remove earlier <stream>.jsonl files: target-jsonl appends to existing files."""
-    output.mkdir(parents=True, exist_ok=True)
-    for previous in output.glob("*.jsonl"):
-        previous.unlink()
+def remove_previous_database(database: Path) -> None:
+    """Start from an empty file: the loader upserts, so old rows would otherwise stay."""
+    database.parent.mkdir(parents=True, exist_ok=True)
+    for suffix in ("", "-journal", "-wal", "-shm"):
+        database.with_name(database.name + suffix).unlink(missing_ok=True)
 
 
-def run_meltano(meltano: Path, sandbox_url: str, output: Path, log_path: Path) -> None:
+def run_meltano(meltano: Path, sandbox_url: str, database: Path, log_path: Path) -> None:
     with tempfile.TemporaryDirectory(prefix="tap-pipedrive-demo-") as system_dir:
         env = clean_environment(
             {
                 # A fresh system database per demo: every demo is a full sync, no
                 # bookmark or job record of an earlier (or interrupted) run applies.
                 "MELTANO_DATABASE_URI": f"sqlite:///{Path(system_dir) / 'meltano.db'}",
-                "TARGET_JSONL_DESTINATION_PATH": str(output),
+                "TARGET_SQLITE_DATABASE": str(database),
                 **sandbox_tap_environment(sandbox_url),
             }
         )
@@ -177,16 +178,41 @@ def _run_logged(command: list[str], env: Mapping[str, str], log_path: Path) -> N
     print(f"  finished in {time.monotonic() - started:.1f}s", flush=True)
 
 
-def loaded_counts(output: Path) -> dict[str, int]:
-    """Rows per stream in the loader's output; every line must be one JSON object."""
-    counts: dict[str, int] = {}
-    for path in sorted(output.glob("*.jsonl")):
-        with path.open(encoding="utf-8") as lines:
-            for number, line in enumerate(lines, start=1):
-                if not isinstance(json.loads(line), dict):
-                    raise DemoError(f"{path}:{number} is not a JSON object")
-                counts[path.stem] = number
-    return counts
+def loaded_counts(database: Path) -> dict[str, int]:
+    """Rows per table of the database (one table per stream), read without writing."""
+    try:
+        with contextlib.closing(
+            sqlite3.connect(f"{database.as_uri()}?mode=ro", uri=True)
+        ) as connection:
+            tables = [
+                name
+                for (name,) in connection.execute(
+                    "SELECT name FROM sqlite_master"
+                    " WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name"
+                )
+            ]
+            return {table: _row_count(connection, table) for table in tables}
+    except sqlite3.Error as failure:
+        raise DemoError(f"cannot read {database}: {failure}") from None
+
+
+def _row_count(connection: sqlite3.Connection, table: str) -> int:
+    quoted = '"' + table.replace('"', '""') + '"'
+    # The name comes from sqlite_master and is quoted as an identifier.
+    return int(connection.execute(f"SELECT count(*) FROM {quoted}").fetchone()[0])  # noqa: S608
+
+
+def query_hint(database: Path) -> str:
+    """How to look at the loaded data, with the path as the user would type it."""
+    shown = database.relative_to(REPO_ROOT) if database.is_relative_to(REPO_ROOT) else database
+    count = "select count(*) from deals"
+    sample = "select title, value from deals limit 5"
+    return (
+        "query it:\n"
+        f"  sqlite3 {shown} '{count}'\n"
+        f"  python3 -c \"import sqlite3; print(sqlite3.connect('{shown}')"
+        f".execute('{sample}').fetchall())\""
+    )
 
 
 def compare(loaded: Mapping[str, int], expected: Mapping[str, int]) -> tuple[list[str], list[str]]:
@@ -217,23 +243,23 @@ def _exit_on_sigterm(signum: int, frame: object) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
-    output: Path = args.output.resolve()
+    database: Path = args.database.resolve()
     WORK_DIR.mkdir(exist_ok=True)
     try:
         meltano = find_meltano()
-        clear_previous_output(output)
+        remove_previous_database(database)
         sandbox, url = start_sandbox(args.seed, args.scale, WORK_DIR / "sandbox.log")
         try:
             print(f"sandbox (seed {args.seed}, scale {args.scale}) listening on {url}", flush=True)
             expected = expected_counts(url)
-            run_meltano(meltano, url, output, WORK_DIR / "meltano-run.log")
+            run_meltano(meltano, url, database, WORK_DIR / "meltano-run.log")
         finally:
             stop_process_group(sandbox)
-        table, mismatched = compare(loaded_counts(output), expected)
+        table, mismatched = compare(loaded_counts(database), expected)
     except (DemoError, MeltanoUnavailableError, OSError, ValueError) as failure:
         print(f"demo failed: {failure}", file=sys.stderr)
         return 2
-    print(f"\nrows loaded into {output}:")
+    print(f"\nrows per table in {database}:")
     print("\n".join(table))
     if mismatched:
         print(
@@ -243,6 +269,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 1
     print(f"\nall {len(table) - 1} streams match the sandbox's expected counts")
+    print(query_hint(database))
     return 0
 
 

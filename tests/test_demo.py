@@ -1,15 +1,17 @@
-"""`make demo` end to end: sandbox -> tap -> Meltano -> target-jsonl, checked independently."""
+"""`make demo` end to end: sandbox -> tap -> Meltano -> target-sqlite, checked independently."""
 
 from __future__ import annotations
 
+import contextlib
+import datetime as dt
 import importlib.util
 import json
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
-from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -36,9 +38,15 @@ def _load_demo_module():
 demo = _load_demo_module()
 
 
+def _quoted(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
 def test_demo_loads_exactly_what_the_sandbox_serves(meltano: MeltanoProject, tmp_path):
+    database = tmp_path / "demo.db"
+    database.write_bytes(b"not a database: the demo must replace this file")
     result = subprocess.run(
-        [sys.executable, str(DEMO_SCRIPT), "--output", str(tmp_path)],
+        [sys.executable, str(DEMO_SCRIPT), "--database", str(database)],
         cwd=REPO_ROOT,
         env=meltano.environment({"MELTANO_BIN": str(meltano.executable)}),
         stdin=subprocess.DEVNULL,
@@ -49,27 +57,58 @@ def test_demo_loads_exactly_what_the_sandbox_serves(meltano: MeltanoProject, tmp
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "streams match the sandbox's expected counts" in result.stdout
+    assert f"sqlite3 {database} 'select count(*) from deals'" in result.stdout
     run_log = (REPO_ROOT / ".demo" / "meltano-run.log").read_text(encoding="utf-8")
     assert SANDBOX_API_TOKEN not in run_log + result.stdout + result.stderr
 
-    # Recount from the files and from a sandbox built here, not from the demo's report.
+    # Recount from the database file and from a sandbox built here, not from the demo's report.
     expected = Sandbox(seed=demo.DEFAULT_SEED, scale=demo.DEFAULT_SCALE).expected_counts()
-    records = {
-        path.stem: [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
-        for path in tmp_path.glob("*.jsonl")
-    }
-    loaded = {stream: len(rows) for stream, rows in records.items()}
-    assert count_differences(loaded, expected) == {}, "(loaded, expected) rows per stream"
-    for stream, rows in records.items():
-        duplicated = [
-            key for key, seen in Counter(row.get("id") for row in rows).items() if seen > 1
+    assert expected["custom_fields"] > 0 and expected["mail_messages"] > 0
+    with contextlib.closing(sqlite3.connect(database)) as connection:
+        tables = [
+            name
+            for (name,) in connection.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
+            )
         ]
-        assert duplicated == [], f"{stream} has duplicate ids"
-    # Nested values arrive as JSON structures, not as their string forms.
-    assert any(
-        isinstance(value, (dict, list)) for row in records["deals"] for value in row.values()
+        loaded = {
+            table: connection.execute(f"SELECT count(*) FROM {_quoted(table)}").fetchone()[0]
+            for table in tables
+        }
+        assert count_differences(loaded, expected) == {}, "(loaded, expected) rows per stream"
+        for table in tables:
+            columns = [row[1] for row in connection.execute(f"PRAGMA table_info({_quoted(table)})")]
+            if "id" in columns:
+                distinct = connection.execute(
+                    f"SELECT count(DISTINCT id) FROM {_quoted(table)}"
+                ).fetchone()[0]
+                assert distinct == loaded[table], f"{table} has duplicate or null ids"
+        json_columns = [
+            row[1]
+            for row in connection.execute("PRAGMA table_info(deals)")
+            if row[2].upper() == "JSON"
+        ]
+        nested = [
+            json.loads(value)
+            for column in json_columns
+            for (value,) in connection.execute(f"SELECT {_quoted(column)} FROM deals")
+            if value is not None
+        ]
+        person_texts = [
+            value
+            for row in connection.execute("SELECT * FROM persons")
+            for value in row
+            if isinstance(value, str)
+        ]
+        update_times = [value for (value,) in connection.execute("SELECT update_time FROM deals")]
+    # Nested values are stored as JSON objects and arrays, not as Python reprs.
+    assert json_columns and any(isinstance(value, (dict, list)) for value in nested)
+    assert any(not text.isascii() for text in person_texts)
+    # Date-times are ISO text with their UTC offset.
+    assert len(update_times) == expected["deals"]
+    assert all(
+        dt.datetime.fromisoformat(text).utcoffset() == dt.timedelta(0) for text in update_times
     )
-    assert any(not value.isascii() for row in records["persons"] for value in _strings(row))
 
 
 def _processes_with_environment_value(marker: str) -> list[int]:
@@ -87,8 +126,9 @@ def _processes_with_environment_value(marker: str) -> list[int]:
 @pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="needs Linux /proc")
 def test_sigterm_stops_the_sandbox_meltano_and_its_plugins(meltano: MeltanoProject, tmp_path):
     # Scale 1 runs for minutes, so the interrupt surely lands mid-run.
+    database = tmp_path / "demo.db"
     process = subprocess.Popen(
-        [sys.executable, str(DEMO_SCRIPT), "--output", str(tmp_path), "--scale", "1"],
+        [sys.executable, str(DEMO_SCRIPT), "--database", str(database), "--scale", "1"],
         cwd=REPO_ROOT,
         env=meltano.environment({"MELTANO_BIN": str(meltano.executable)}),
         stdin=subprocess.DEVNULL,
@@ -100,13 +140,13 @@ def test_sigterm_stops_the_sandbox_meltano_and_its_plugins(meltano: MeltanoProje
     first_line = process.stdout.readline()
     assert "listening on http://127.0.0.1:" in first_line
     port = int(first_line.rsplit(":", 1)[1])
-    # Wait until the target writes records, so the tap and target are both running.
+    # Wait until the target creates the database, so the tap and target are both running.
     deadline = time.monotonic() + 120
-    while not any(tmp_path.glob("*.jsonl")) and process.poll() is None:
-        assert time.monotonic() < deadline, "no records were written within 120s"
+    while not database.exists() and process.poll() is None:
+        assert time.monotonic() < deadline, "no database was created within 120s"
         time.sleep(0.2)
     assert process.poll() is None, "the demo finished before it could be interrupted"
-    # Meltano passes its environment on, so the plugins carry the output path too.
+    # Meltano passes its environment on, so the plugins carry the database path too.
     assert len(_processes_with_environment_value(str(tmp_path))) >= 3
 
     process.send_signal(signal.SIGTERM)
@@ -115,17 +155,6 @@ def test_sigterm_stops_the_sandbox_meltano_and_its_plugins(meltano: MeltanoProje
     with pytest.raises(ConnectionRefusedError), socket.create_connection(("127.0.0.1", port)):
         pass
     assert _processes_with_environment_value(str(tmp_path)) == []
-
-
-def _strings(value):
-    if isinstance(value, str):
-        yield value
-    elif isinstance(value, dict):
-        for item in value.values():
-            yield from _strings(item)
-    elif isinstance(value, list):
-        for item in value:
-            yield from _strings(item)
 
 
 def test_compare_flags_missing_extra_and_different_streams():
@@ -151,18 +180,39 @@ def test_compare_accepts_identical_counts():
     assert mismatched == []
 
 
-def test_previous_output_is_cleared_but_other_files_are_kept(tmp_path):
-    (tmp_path / "deals.jsonl").write_text('{"id": 1}\n{"id": 2}\n', encoding="utf-8")
-    (tmp_path / "notes.txt").write_text("keep me", encoding="utf-8")
-    demo.clear_previous_output(tmp_path)
+def test_previous_database_is_removed_but_other_files_are_kept(tmp_path):
+    database = tmp_path / "demo.db"
+    for name in ("demo.db", "demo.db-journal", "demo.db-wal", "notes.txt"):
+        (tmp_path / name).write_text("old", encoding="utf-8")
+    demo.remove_previous_database(database)
     assert sorted(path.name for path in tmp_path.iterdir()) == ["notes.txt"]
-    assert demo.loaded_counts(tmp_path) == {}
+    demo.remove_previous_database(tmp_path / "new" / "demo.db")  # missing: creates the folder
+    assert (tmp_path / "new").is_dir()
 
 
-def test_loaded_counts_rejects_lines_that_are_not_records(tmp_path):
-    (tmp_path / "deals.jsonl").write_text('{"id": 1}\n[1, 2]\n', encoding="utf-8")
-    with pytest.raises(demo.DemoError, match=r"deals.jsonl:2 is not a JSON object"):
-        demo.loaded_counts(tmp_path)
+def test_loaded_counts_counts_every_table(tmp_path):
+    database = tmp_path / "demo.db"
+    with contextlib.closing(sqlite3.connect(database)) as connection, connection:
+        connection.execute("CREATE TABLE deals (id INTEGER PRIMARY KEY)")
+        connection.executemany("INSERT INTO deals VALUES (?)", [(1,), (2,), (3,)])
+        connection.execute('CREATE TABLE "odd ""name" (id TEXT)')
+        connection.execute("CREATE TABLE stages (id INTEGER)")
+    assert demo.loaded_counts(database) == {"deals": 3, 'odd "name': 0, "stages": 0}
+
+
+@pytest.mark.parametrize("content", [None, b"not a database at all, just some bytes " * 4])
+def test_loaded_counts_of_a_missing_or_foreign_file_is_one_clear_error(tmp_path, content):
+    database = tmp_path / "demo.db"
+    if content is not None:
+        database.write_bytes(content)
+    with pytest.raises(demo.DemoError, match=r"^cannot read .*demo\.db: "):
+        demo.loaded_counts(database)
+    assert database.exists() == (content is not None)  # read-only: nothing created
+
+
+def test_query_hint_names_the_database_as_typed():
+    hint = demo.query_hint(demo.REPO_ROOT / "output" / "demo" / "pipedrive.db")
+    assert "sqlite3 output/demo/pipedrive.db 'select count(*) from deals'" in hint
 
 
 def test_bad_scale_is_one_clear_line():

@@ -1147,6 +1147,14 @@ def test_a_full_walk_of_the_api_delivers_the_expected_counts(tiny, http):
     }
     listed = {name: walk(key) for name, key in simple.items()}
     delivered.update({name: len(rows) for name, rows in listed.items()})
+    # The tap's custom_fields stream: the custom items of every field set (v2 or v1 flags).
+    delivered["custom_fields"] = sum(
+        1
+        for name, rows in listed.items()
+        if name.endswith("_fields")
+        for row in rows
+        if row.get("is_custom_field") or row.get("edit_flag")
+    )
     delivered["goals"] = sum(  # /goals/find lists active goals unless asked otherwise
         len(get(http, tiny, "/v1/goals/find", is_active=flag).json()["data"]["goals"])
         for flag in ("true", "false")

@@ -35,6 +35,8 @@ Conventions worth knowing:
 * ``dataset`` holds every record, including soft-deleted ones; ``expected_counts()`` counts
   what the API lists: all deals (open, won, lost, deleted and archived), and for every other
   stream the records that are not deleted (archived leads and projects included).
+  ``custom_fields`` (the tap's field metadata stream, no API entity) counts the custom fields
+  of every field set, the deal ones twice since leads list them under ``/leadFields`` too.
 * Child streams (followers, deal products, flows ...) only exist for parents that are not
   deleted.  Their dataset rows carry the parent id (``deal_id``, ``person_id`` ...) even where
   the API row does not.  ``organization_relationships`` counts distinct relationships, although

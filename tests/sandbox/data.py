@@ -371,7 +371,7 @@ class World:
         """Records a full sync delivers per stream; pass ``streams`` to count only those
         (child streams cost one build per parent record, which matters at large scales)."""
         wanted = set(streams) if streams is not None else None
-        unknown = (wanted or set()) - set(self.entity_names())
+        unknown = (wanted or set()) - {*self.entity_names(), CUSTOM_FIELDS_STREAM}
         if unknown:
             raise KeyError(", ".join(sorted(unknown)))
         counts: dict[str, int] = {}
@@ -385,6 +385,11 @@ class World:
                     counts[name] = self.children[name].count()
                 else:
                     counts[name] = len(self.field_records(name) or [])
+            if wanted is None or CUSTOM_FIELDS_STREAM in wanted:
+                # One row per custom field of every field set (leads repeat the deal ones).
+                counts[CUSTOM_FIELDS_STREAM] = sum(
+                    len(self.fields.custom(set_name)) for set_name, _ in FIELD_ENTITIES.values()
+                )
         return counts
 
 
@@ -650,6 +655,8 @@ CHILDREN: tuple[ChildDef, ...] = (
         secondary.product_variations,
     ),
 )
+# The tap's field metadata stream: no API entity, counted from the field sets.
+CUSTOM_FIELDS_STREAM = "custom_fields"
 # entity name -> (field set, item style)
 FIELD_ENTITIES: dict[str, tuple[str, str]] = {
     "deal_fields": ("deal", "v2"),

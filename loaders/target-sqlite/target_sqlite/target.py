@@ -13,8 +13,8 @@ import typing as t
 from decimal import Decimal
 
 import sqlalchemy as sa
-from singer_sdk import SQLConnector, SQLSink, SQLTarget
 from singer_sdk import typing as th
+from singer_sdk.sql import SQLConnector, SQLSink, SQLTarget
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 
@@ -59,9 +59,13 @@ class SQLiteSink(SQLSink[SQLiteConnector]):
         table = sa.Table(table_name, sa.MetaData(), *(sa.Column(c) for c in columns))
         statement = sqlite_insert(table)
         if self.key_properties:
-            statement = statement.on_conflict_do_update(
-                index_elements=list(self.key_properties),
-                set_={c: statement.excluded[c] for c in columns if c not in self.key_properties},
+            keys = list(self.key_properties)
+            updates = {c: statement.excluded[c] for c in columns if c not in keys}
+            # A stream made of its keys alone has nothing to update: the row is already there.
+            statement = (
+                statement.on_conflict_do_update(index_elements=keys, set_=updates)
+                if updates
+                else statement.on_conflict_do_nothing(index_elements=keys)
             )
         with self.connector._connect() as connection, connection.begin():
             connection.execute(statement, rows)
