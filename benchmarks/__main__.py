@@ -24,6 +24,7 @@ import argparse
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import tempfile
@@ -117,16 +118,17 @@ def measure(label: str, command: list[str], env: dict[str, str], keep_output: bo
     )
     assert process.stdout is not None
     records = 0
-    tail = b""
-    longest = max(len(marker) for marker in RECORD_MARKERS)
+    # Per marker, the end of the previous chunk that could hold the start of a match.
+    tails = dict.fromkeys(RECORD_MARKERS, b"")
     sink = output.open("wb") if output else None
     try:
         while chunk := process.stdout.read(1 << 20):
             if sink:
                 sink.write(chunk)
-            window = tail + chunk
-            records += sum(window.count(marker) for marker in RECORD_MARKERS)
-            tail = window[-(longest - 1) :]
+            for marker, tail in tails.items():
+                window = tail + chunk
+                records += window.count(marker)
+                tails[marker] = window[-(len(marker) - 1) :]
     finally:
         if sink:
             sink.close()
@@ -543,7 +545,7 @@ def full_sync_section(results: Results, scale: float) -> None:
         if paused:
             results.print(paused)
             results.print()
-        _per_stream_table(results, run, requests_made)
+        _per_stream_table(results, run, requests_made, sandbox.url)
     finally:
         sandbox.stop()
 
@@ -555,7 +557,7 @@ def _paused_seconds(stderr: str) -> str:
     return ""
 
 
-def _per_stream_table(results: Results, run: Run, requests_made: list[dict]) -> None:
+def _per_stream_table(results: Results, run: Run, requests_made: list[dict], api_url: str) -> None:
     """Records, calls and tokens per stream; calls are matched to streams by path."""
     from tap_pipedrive.tap import TapPipedrive
 
@@ -566,9 +568,7 @@ def _per_stream_table(results: Results, run: Run, requests_made: list[dict]) -> 
             if line.startswith(RECORD_MARKERS[0]):
                 stream = json.loads(line)["stream"]
                 counts[stream] = counts.get(stream, 0) + 1
-    tap = TapPipedrive(
-        config={"api_token": TOKEN, "api_url": "http://127.0.0.1"}, validate_config=False
-    )
+    tap = TapPipedrive(config={"api_token": TOKEN, "api_url": api_url}, validate_config=False)
     patterns: list[tuple[re.Pattern[str], str]] = []
     for name, stream in tap.streams.items():
         for partition in stream.partitions or [None]:
@@ -576,7 +576,7 @@ def _per_stream_table(results: Results, run: Run, requests_made: list[dict]) -> 
                 url = stream.get_url(partition)
             except Exception:  # streams whose URL needs a parent record
                 url = f"{stream.url_base}{stream.path}"
-            path = re.sub(r"^http://127\.0\.0\.1", "", url)
+            path = url[len(api_url) :] if url.startswith(api_url) else url
             patterns.append(
                 (re.compile(re.sub(r"\\\{\w+\\\}", "[^/]+", re.escape(path)) + "$"), name)
             )
@@ -719,5 +719,10 @@ def _replay_only(deals: int) -> tuple[SandboxProcess, ReplayServer, Path, Path]:
     return sandbox, replay, config, catalog
 
 
+def _stop_on_sigterm(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)  # runs the finally blocks: the sandboxes stop too
+
+
 if __name__ == "__main__":
+    signal.signal(signal.SIGTERM, _stop_on_sigterm)
     sys.exit(main())

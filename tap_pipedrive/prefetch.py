@@ -19,6 +19,7 @@ streams waiting their turn keep raw bodies (not decoded objects) up to
 from __future__ import annotations
 
 import json
+import sys
 import threading
 import typing as t
 from collections import deque
@@ -43,6 +44,7 @@ PAGES_AHEAD = 1
 # Raw response bytes that streams waiting their turn may hold in total.
 AHEAD_BUDGET_BYTES = 48 * 1024 * 1024
 DEFAULT_MAX_PARALLEL_STREAMS = 4
+SWITCH_INTERVAL = 0.001
 
 _END = object()
 # The job a background thread is fetching for (see Prefetcher.pinned_start).
@@ -90,6 +92,7 @@ class PageJob:
     # --- background thread -------------------------------------------------------------
     def start(self) -> None:
         self.started = True
+        _shorten_switch_interval()
         thread = threading.Thread(target=self._run, name=f"fetch-{self.stream.name}", daemon=True)
         thread.start()
 
@@ -340,6 +343,17 @@ def _future_starting_value(stream: PipedriveStream, context: Context | None) -> 
     if start_date:
         value = stream.compare_start_date(value, start_date) if value else start_date
     return to_json_compatible(value)
+
+
+def _shorten_switch_interval() -> None:
+    """Let fetching threads have the GIL back within 1 ms rather than 5 ms.
+
+    After every network read a fetching thread needs the GIL for a moment; while the main
+    thread writes records it would wait up to the switch interval each time, and those
+    waits add up to a noticeable part of every page's round trip.
+    """
+    if sys.getswitchinterval() > SWITCH_INTERVAL:
+        sys.setswitchinterval(SWITCH_INTERVAL)
 
 
 def _has_rows(response: requests.Response) -> bool:
