@@ -57,10 +57,8 @@ class Conformer:
                 self._objects.append((name, Conformer(prop, logger, f"{where}.")))
 
     def __call__(self, record: dict[str, t.Any]) -> dict[str, t.Any]:
-        if not self._keep_extra:
-            extra = record.keys() - self._allowed
-            if extra:
-                self._drop(record, extra)
+        if not self._keep_extra and not self._allowed.issuperset(record):
+            self._drop(record, record.keys() - self._allowed)
         for name in self._booleans:
             value = record.get(name)
             if value is not None and value.__class__ is not bool:
