@@ -527,7 +527,6 @@ def full_sync_section(results: Results, scale: float) -> None:
         stats = sandbox.control("GET", "stats")
         requests_made = sandbox.requests()
         assert isinstance(stats, dict)
-        paused = _paused_seconds(run.stderr)
         results.table(
             ["records", "requests", "429 answers", "wall s", "requests/s", "peak RSS"],
             [
@@ -542,23 +541,18 @@ def full_sync_section(results: Results, scale: float) -> None:
             ],
         )
         results.print()
-        if paused:
-            results.print(paused)
-            results.print()
         _per_stream_table(results, run, requests_made, sandbox.url)
     finally:
         sandbox.stop()
 
 
-def _paused_seconds(stderr: str) -> str:
-    for line in stderr.splitlines():
-        if "Paced" in line:
-            return line.split("|")[-1].strip()
-    return ""
-
-
 def _per_stream_table(results: Results, run: Run, requests_made: list[dict], api_url: str) -> None:
-    """Records, calls and tokens per stream; calls are matched to streams by path."""
+    """Records, calls and tokens per stream.
+
+    Calls are the tap's own request metrics, which name the stream that made each request
+    (a child stream reading its parents' list counts those calls as its own). Tokens are
+    each call's documented cost. A check: their total equals the sandbox's own count.
+    """
     from tap_pipedrive.tap import TapPipedrive
 
     assert run.output is not None
@@ -569,25 +563,21 @@ def _per_stream_table(results: Results, run: Run, requests_made: list[dict], api
                 stream = json.loads(line)["stream"]
                 counts[stream] = counts.get(stream, 0) + 1
     tap = TapPipedrive(config={"api_token": TOKEN, "api_url": api_url}, validate_config=False)
-    patterns: list[tuple[re.Pattern[str], str]] = []
-    for name, stream in tap.streams.items():
-        for partition in stream.partitions or [None]:
-            try:
-                url = stream.get_url(partition)
-            except Exception:  # streams whose URL needs a parent record
-                url = f"{stream.url_base}{stream.path}"
-            path = url[len(api_url) :] if url.startswith(api_url) else url
-            patterns.append(
-                (re.compile(re.sub(r"\\\{\w+\\\}", "[^/]+", re.escape(path)) + "$"), name)
-            )
-    # The most specific path wins (/deals/archived before /deals/{id}).
-    patterns.sort(key=lambda item: -len(item[0].pattern))
     calls: dict[str, int] = {}
     tokens: dict[str, int] = {}
-    for request in requests_made:
-        owner = next((name for regex, name in patterns if regex.match(request["path"])), "other")
-        calls[owner] = calls.get(owner, 0) + 1
-        tokens[owner] = tokens.get(owner, 0) + int(request.get("token_cost") or 0)
+    for _, metric in run.metrics("http_request_duration"):
+        tags = metric["tags"]
+        name = tags["stream"]
+        stream = tap.streams.get(name)
+        endpoint = tags.get("endpoint") or ""
+        if (tags.get("context") or {}).get("is_archived") and getattr(
+            stream, "archived_path", None
+        ):
+            endpoint = stream.archived_path  # type: ignore[union-attr]
+        calls[name] = calls.get(name, 0) + 1
+        tokens[name] = tokens.get(name, 0) + _template_cost(
+            endpoint, getattr(stream, "api_version", "v2")
+        )
     durations: dict[str, float] = {}
     for _, metric in run.metrics("sync_duration"):
         name = metric["tags"]["stream"]
@@ -605,13 +595,38 @@ def _per_stream_table(results: Results, run: Run, requests_made: list[dict], api
                 f"{records / durations[name]:,.0f}" if records and durations.get(name) else "-",
             ]
         )
+    rows.append(
+        [
+            "total",
+            f"{sum(counts.values()):,}",
+            str(sum(calls.values())),
+            str(sum(tokens.values())),
+            f"{sum(tokens.values()) / max(1, sum(counts.values())) * 1000:.0f}",
+            "",
+        ]
+    )
     results.table(["stream", "records", "calls", "tokens", "tokens/1k records", "records/s"], rows)
     results.print()
+    sandbox_tokens = sum(int(request.get("token_cost") or 0) for request in requests_made)
     results.print(
-        "Calls include the custom field definitions read when a stream starts; "
-        "records/s is records over the stream's sync time (paced by the burst window)."
+        f"The sandbox counted {len(requests_made):,} requests and {sandbox_tokens:,} tokens. "
+        "Calls include reading custom field definitions and, for child streams, their "
+        "parents' lists; records/s is records over the stream's sync time (paced by the "
+        "burst window for streams with one request per parent)."
     )
     results.print()
+
+
+def _template_cost(template: str, version: str) -> int:
+    """x-token-cost of an endpoint path template, preferring the stream's API version."""
+    from tests.sandbox.endpoints import ENDPOINTS
+
+    found = {endpoint.version: endpoint.cost for endpoint in ENDPOINTS if endpoint.path == template}
+    if version in found:
+        return found[version]
+    if found:
+        return next(iter(found.values()))
+    return 10 if version == "v2" else 20
 
 
 def memory_section(
