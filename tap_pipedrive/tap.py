@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import io
 import json
 import logging
+import signal
 import sys
 import typing as t
 from datetime import datetime
@@ -35,6 +37,8 @@ from tap_pipedrive.streams import STREAM_TYPES
 from tap_pipedrive.streams.custom_fields import read_field_definitions
 
 if t.TYPE_CHECKING:
+    from types import FrameType
+
     import click
 
     from tap_pipedrive.client import PipedriveStream
@@ -252,6 +256,10 @@ class TapPipedrive(Tap):
     dynamic_catalog = True
 
     def __init__(self, *args: t.Any, **kwargs: t.Any) -> None:
+        given = kwargs.get("config")
+        if isinstance(given, dict):
+            # Masked first: a secret given with the wrong type is quoted by the validation error.
+            SecretRedactor.install(str(given[key]) for key in SECRET_SETTINGS if given.get(key))
         super().__init__(*args, **kwargs)
         secrets = [str(self.config[key]) for key in SECRET_SETTINGS if self.config.get(key)]
         SecretRedactor.install(secrets)
@@ -277,6 +285,17 @@ class TapPipedrive(Tap):
         # Shared objects are built here, before any background thread could race to.
         _ = (self.rate_limiter, self.authenticator)
         self.prefetcher.begin_sync(self)
+
+    def _handle_termination(self, signum: int, frame: FrameType | None) -> None:
+        """SIGTERM or Ctrl-C: stop at once with a failing exit code and no state of its own.
+
+        The SDK writes the in-memory state here, but the signal can land between a row's
+        bookkeeping and its RECORD message, and that state would then cover a row never
+        written. The STATE written after each page is exact: a rerun resumes from it.
+        """
+        name = signal.Signals(signum).name
+        self.logger.error("Stopped by %s; run again to resume from the last STATE message", name)
+        sys.exit(128 + signum)
 
     def _check_config(self) -> None:
         """Fail before any request on settings that cannot work."""
@@ -340,6 +359,24 @@ class TapPipedrive(Tap):
             raise ConfigError(str(missing)) from None
 
     @classmethod
+    def invoke(  # type: ignore[override]
+        cls,
+        *,
+        about: bool = False,
+        about_format: str | None = None,
+        config: t.Any = None,
+        state: t.IO[str] | None = None,
+        catalog: t.IO[str] | None = None,
+    ) -> None:
+        super().invoke(
+            about=about,
+            about_format=about_format,
+            config=config,
+            state=_json_object_file("--state", state),
+            catalog=_json_object_file("--catalog", catalog),
+        )
+
+    @classmethod
     def get_singer_command(cls) -> click.Command:
         base = super().get_singer_command()
         assert base.callback is not None
@@ -359,6 +396,31 @@ def _is_iso_date_time(value: t.Any) -> bool:
     except ValueError:
         return False
     return True
+
+
+def _json_object_file(option: str, handle: t.IO[str] | None) -> t.IO[str] | None:
+    """A --state or --catalog file, checked: one line, not a traceback, if it is no JSON object.
+
+    An empty or cut-off state file is an error rather than "no state": starting over
+    silently would re-read everything, and the file is worth a look.
+    """
+    if handle is None:
+        return None
+    name = getattr(handle, "name", option)
+    try:
+        text = handle.read()
+    except (OSError, UnicodeDecodeError) as exc:
+        msg = f"Cannot read the {option} file {name}: {exc}"
+        raise ConfigError(msg) from None
+    try:
+        content = json.loads(text)
+    except ValueError as exc:
+        msg = f"The {option} file {name} is not valid JSON ({exc})"
+        raise ConfigError(msg) from None
+    if not isinstance(content, dict):
+        msg = f"The {option} file {name} must hold a JSON object, not a {type(content).__name__}"
+        raise ConfigError(msg)
+    return io.StringIO(text)
 
 
 def _check_config_file(value: str) -> None:
