@@ -255,16 +255,17 @@ class TapPipedrive(Tap):
     # config on --discover too.
     dynamic_catalog = True
 
-    def __init__(self, *args: t.Any, **kwargs: t.Any) -> None:
-        given = kwargs.get("config")
-        if isinstance(given, dict):
-            # Masked first: a secret given with the wrong type is quoted by the validation error.
-            SecretRedactor.install(str(given[key]) for key in SECRET_SETTINGS if given.get(key))
-        super().__init__(*args, **kwargs)
+    def _validate_config(self, *, raise_errors: bool = True) -> list[str]:
+        # Runs as soon as the config is parsed, before the SDK builds the catalog (which
+        # reads custom field definitions): secrets are masked and impossible settings
+        # rejected before the first request.
+        # Masked first: a secret given with the wrong type is quoted by the validation error.
         secrets = [str(self.config[key]) for key in SECRET_SETTINGS if self.config.get(key)]
         SecretRedactor.install(secrets)
-        if kwargs.get("validate_config", True):
+        errors = super()._validate_config(raise_errors=raise_errors)
+        if raise_errors:
             self._check_config()
+        return errors
 
     @cached_property
     def rate_limiter(self) -> RateLimiter:
