@@ -131,7 +131,8 @@ class SecretLedger:
     def leaks(self, text: str) -> list[str]:
         """Which secrets (or a long enough piece of one) appear in ``text``."""
         found = []
-        for value in self.values:
+        # A snapshot: sessions in other threads may add tokens meanwhile.
+        for value in tuple(self.values):
             pieces = [value]
             if len(value) >= 32:
                 # A token cut short, or wrapped in a longer message, leaks all the same.
