@@ -79,6 +79,57 @@ def forget_json(response: requests.Response) -> None:
     response.__dict__.pop("_pipedrive_json", None)
 
 
+class _Envelope(msgspec.Struct):
+    """What paging and the checks of a page need; ``data`` is skipped over, not decoded."""
+
+    additional_data: t.Any = None
+    data: msgspec.Raw = msgspec.Raw(b"null")
+
+
+_decode_envelope = msgspec.json.Decoder(_Envelope).decode
+_FALSY_JSON = (b"null", b"[]", b"{}", b"false", b'""', b"0")
+
+
+class _UndecodedRows:
+    """A page's rows before they are decoded: truthy when there are any; len() decodes."""
+
+    __slots__ = ("_present", "_response")
+
+    def __init__(self, response: requests.Response, raw: msgspec.Raw) -> None:
+        self._response = response
+        view = memoryview(raw)
+        self._present = view.nbytes > 8 or bytes(view).replace(b" ", b"") not in _FALSY_JSON
+
+    def __bool__(self) -> bool:
+        return self._present
+
+    def __len__(self) -> int:
+        return len(response_json(self._response).get("data") or ())
+
+
+def response_head(response: requests.Response) -> t.Any:
+    """A page as paging and checks see it, without decoding its rows.
+
+    The thread fetching pages needs only ``additional_data`` (the next cursor or offset)
+    and whether rows came at all; the rows are decoded once, by the thread writing them
+    (``response_json``). Skipping them still checks that the whole body is JSON, and keeps
+    the next request from waiting on a decode of the page before it. A body decoded
+    already is used as it is.
+    """
+    cached = response.__dict__.get("_pipedrive_json")
+    if cached is not None:
+        return cached
+    head = response.__dict__.get("_pipedrive_head")
+    if head is None:
+        envelope = _decode_envelope(response.content)
+        head = {
+            "additional_data": envelope.additional_data,
+            "data": _UndecodedRows(response, envelope.data),
+        }
+        response._pipedrive_head = head  # type: ignore[attr-defined]
+    return head
+
+
 # Response bodies are read in pieces of this size (requests itself reads 10 KB at a time).
 # Each piece is a trip through the GIL for the thread fetching it, and while the main
 # thread is busy writing records every trip can wait a whole switch interval.
@@ -104,7 +155,7 @@ class CursorPaginator(BaseAPIPaginator["str | None"]):
         super().__init__(None)
 
     def get_next(self, response: requests.Response) -> str | None:
-        additional = response_json(response).get("additional_data") or {}
+        additional = response_head(response).get("additional_data") or {}
         cursor = additional.get("next_cursor")
         if cursor is not None and cursor == self.current_value:
             msg = f"Pipedrive repeated the page cursor for {urlparse(response.url).path}; stopping"
@@ -113,7 +164,7 @@ class CursorPaginator(BaseAPIPaginator["str | None"]):
 
     def continue_if_empty(self, response: requests.Response) -> bool:
         # An empty page that still carries a cursor is not the end of the list.
-        return bool((response_json(response).get("additional_data") or {}).get("next_cursor"))
+        return bool((response_head(response).get("additional_data") or {}).get("next_cursor"))
 
 
 class OffsetPaginator(BaseAPIPaginator[int]):
@@ -136,13 +187,13 @@ class OffsetPaginator(BaseAPIPaginator[int]):
     def has_more(self, response: requests.Response) -> bool:
         # The collection's flag decides, not the page's size: an empty page may still
         # announce more rows, and stopping there would lose them.
-        return bool(self._pagination(response_json(response)).get("more_items_in_collection"))
+        return bool(self._pagination(response_head(response)).get("more_items_in_collection"))
 
     def continue_if_empty(self, response: requests.Response) -> bool:
         return self.has_more(response)
 
     def get_next(self, response: requests.Response) -> int | None:
-        body = response_json(response)
+        body = response_head(response)
         pagination = self._pagination(body)
         next_start = pagination.get("next_start")
         if next_start is None:
@@ -300,6 +351,7 @@ class PipedriveStream(RESTStream[t.Any]):
                     return
                 yield first_record
                 yield from records
+                self._report_nul_fields(page.response)
                 pages += 1
 
     def validate_response(self, response: requests.Response) -> None:
@@ -322,7 +374,10 @@ class PipedriveStream(RESTStream[t.Any]):
         if status >= HTTPStatus.BAD_REQUEST:
             raise PipedriveAPIError(self.response_error_message(response))
         try:
-            body = response_json(response)
+            # The envelope only: the rows are decoded by the thread writing them.
+            body = response_head(response)
+        except msgspec.ValidationError:
+            body = None  # JSON, but not an object
         except msgspec.DecodeError:
             # A truncated or garbled body is a transport fault: ask again.
             msg = f"Malformed JSON from Pipedrive for {self._describe(response)}"
@@ -335,7 +390,11 @@ class PipedriveStream(RESTStream[t.Any]):
             # list: ask for the same page again.
             msg = f"Empty page pointing at itself from Pipedrive for {self._describe(response)}"
             raise RetriableAPIError(msg, response)
-        for field in getattr(response, "_pipedrive_nul_fields", ()):
+        self._report_nul_fields(response)
+
+    def _report_nul_fields(self, response: requests.Response) -> None:
+        # Once per response, after its rows were decoded (that is when NUL is removed).
+        for field in response.__dict__.pop("_pipedrive_nul_fields", ()):
             self.coercions.coerced(field, "text with NUL characters", "text without them")
 
     def _handle_unauthorized(self, response: requests.Response) -> None:

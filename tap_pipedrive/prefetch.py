@@ -29,7 +29,7 @@ from singer_sdk.helpers._typing import to_json_compatible
 from singer_sdk.pagination import SinglePagePaginator
 from singer_sdk.streams.rest import RESTStream
 
-from tap_pipedrive.client import PipedriveStream, forget_json, response_json
+from tap_pipedrive.client import PipedriveStream, forget_json, response_head
 from tap_pipedrive.errors import StreamUnavailable
 
 if t.TYPE_CHECKING:
@@ -358,7 +358,7 @@ def _shorten_switch_interval() -> None:
 
 def _has_rows(response: requests.Response) -> bool:
     try:
-        body = response_json(response)
+        body = response_head(response)
     except ValueError:
         return True
     return not isinstance(body, dict) or bool(body.get("data"))
