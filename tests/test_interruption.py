@@ -149,8 +149,9 @@ def _loaded_rows(server: PostgresServer, schema: str) -> int:
 
 @pytest.fixture
 def slow_sandbox():
-    # Some latency stretches the sync over several seconds, so the kill lands mid-sync.
-    with Sandbox(seed=4, scale=SCALE, burst_limit=None, latency=0.03) as sandbox:
+    # Latency stretches the sync over several seconds, so the kill lands mid-sync even when
+    # pages of later streams are fetched ahead in parallel and the machine is fast.
+    with Sandbox(seed=4, scale=SCALE, burst_limit=None, latency=0.15) as sandbox:
         yield sandbox
 
 
