@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import random
 import typing as t
+import weakref
 from functools import cached_property
 from http import HTTPStatus
 from urllib.parse import parse_qs, urlparse
@@ -96,7 +97,9 @@ class _UndecodedRows:
     __slots__ = ("_present", "_response")
 
     def __init__(self, response: requests.Response, raw: msgspec.Raw) -> None:
-        self._response = response
+        # A weak reference: the response holds this object, and a cycle would keep each
+        # page (with its decoded rows) alive until the garbage collector came round.
+        self._response = weakref.ref(response)
         view = memoryview(raw)
         self._present = view.nbytes > 8 or bytes(view).replace(b" ", b"") not in _FALSY_JSON
 
@@ -104,7 +107,8 @@ class _UndecodedRows:
         return self._present
 
     def __len__(self) -> int:
-        return len(response_json(self._response).get("data") or ())
+        response = self._response()
+        return len(response_json(response).get("data") or ()) if response is not None else 0
 
 
 def response_head(response: requests.Response) -> t.Any:

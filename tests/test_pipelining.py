@@ -14,6 +14,7 @@ import threading
 import time
 
 import pytest
+import requests
 
 from tap_pipedrive import prefetch
 from tap_pipedrive.errors import DailyBudgetExhausted
@@ -165,3 +166,34 @@ def test_a_stream_stopped_early_cancels_its_prefetch(sandbox, config):
     assert _wait_until(
         lambda: not [t for t in threading.enumerate() if t.name.startswith("fetch-")], 2.0
     )
+
+
+def test_pages_are_freed_as_soon_as_they_are_written(sandbox, config):
+    """Memory stays flat: a written page is released at once, not at the next GC pass."""
+    live_pages: list[int] = []
+
+    def hook(tap):
+        stream = tap.streams["deals"]
+        original = stream.post_process
+        seen = {"count": 0}
+
+        def post_process(row, context=None):
+            if seen["count"] % PAGE_SIZE == 0:
+                live_pages.append(
+                    sum(1 for o in gc.get_objects() if isinstance(o, requests.Response))
+                )
+            seen["count"] += 1
+            return original(row, context)
+
+        stream.post_process = post_process
+
+    gc.collect()
+    gc.disable()
+    try:
+        _, _, error = _sync({**config, "max_parallel_streams": 1}, {"deals"}, hook)
+    finally:
+        gc.enable()
+    assert error is None
+    assert len(live_pages) > 4
+    # The page being written and the one fetched ahead; nothing piling up.
+    assert max(live_pages) <= 1 + prefetch.PAGES_AHEAD + 1
