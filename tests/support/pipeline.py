@@ -73,10 +73,11 @@ def row_counts(server: PostgresServer, schema: str) -> dict[str, int]:
                 (schema,),
             )
         ]
-        return {
-            table: connection.execute(f'SELECT count(*) FROM "{schema}"."{table}"').fetchone()[0]
-            for table in tables
-        }
+        counts: dict[str, int] = {}
+        for table in tables:
+            row = connection.execute(f'SELECT count(*) FROM "{schema}"."{table}"').fetchone()
+            counts[table] = int(row[0]) if row else 0
+        return counts
 
 
 def table_keys(
