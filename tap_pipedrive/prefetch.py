@@ -311,7 +311,12 @@ class Prefetcher:
 
 
 def _plannable(stream: t.Any) -> t.TypeGuard[PipedriveStream]:
-    """Top-level selected streams whose records come from the standard request loop."""
+    """Top-level selected streams whose records come from the standard request loop.
+
+    Streams that read differently (their own ``get_records`` or ``request_records``, such
+    as children read per parent) are fetched when their turn comes, as is any stream
+    class that sets ``prefetch_ahead = False``.
+    """
     if not isinstance(stream, PipedriveStream) or stream.parent_stream_type:
         return False
     if not (stream.selected or stream.has_selected_descendents):
