@@ -35,6 +35,7 @@ from datetime import datetime
 from pathlib import Path
 
 from benchmarks.replay import ReplayServer, SyntheticDeals
+from tap_pipedrive.streams.core import CORE_STREAMS
 
 REPO = Path(__file__).resolve().parent.parent
 BENCH = REPO / ".bench"
@@ -45,18 +46,7 @@ FLOOR = Path(__file__).resolve().parent / "floor.py"
 LAUNCHER = Path(__file__).resolve().parent / "launch.py"
 TOKEN = "sandbox-api-token"
 DEALS_PER_SCALE = 2000  # deals in the sandbox at scale 1
-CORE = (
-    "deals",
-    "persons",
-    "organizations",
-    "activities",
-    "products",
-    "pipelines",
-    "stages",
-    "users",
-    "currencies",
-    "activity_types",
-)
+CORE = tuple(stream.name for stream in CORE_STREAMS)
 RECORD_MARKERS = (b'{"type":"RECORD"', b'{"type": "RECORD"')
 METRIC = re.compile(r"^(\S+ \S+) .*METRIC: (\{.*\})\s*$")
 

@@ -12,7 +12,10 @@ import sys
 import tempfile
 from pathlib import Path
 
+from tap_pipedrive.streams.core import CORE_STREAMS
 from tap_pipedrive.tap import TapPipedrive
+
+CORE_STREAM_NAMES = frozenset(stream.name for stream in CORE_STREAMS)
 
 
 @dataclasses.dataclass

@@ -19,22 +19,11 @@ from tap_pipedrive import prefetch
 from tap_pipedrive.errors import DailyBudgetExhausted
 from tap_pipedrive.tap import CONFIG_SCHEMA, TapPipedrive
 from tests.sandbox import Sandbox
-from tests.tap_runner import parse_messages, run_cli, select_only
+from tests.tap_runner import CORE_STREAM_NAMES, parse_messages, run_cli, select_only
 
 WAIT_SECONDS = 10.0
 # Independent top-level streams (child streams interleave with their parent by design).
-CORE = {
-    "deals",
-    "persons",
-    "organizations",
-    "activities",
-    "products",
-    "pipelines",
-    "stages",
-    "users",
-    "currencies",
-    "activity_types",
-}
+CORE = set(CORE_STREAM_NAMES)
 # Requests a sync makes before the streams start (custom field definitions).
 FIELD_PATHS = ("Fields",)
 

@@ -10,20 +10,9 @@ import requests
 from tap_pipedrive import ratelimit
 from tap_pipedrive.ratelimit import ASSUMED_LIMIT, RESERVE, RateLimiter
 from tests.sandbox import Sandbox
-from tests.tap_runner import run_cli, run_tap
+from tests.tap_runner import CORE_STREAM_NAMES, run_cli, run_tap
 
-CORE = {
-    "deals",
-    "persons",
-    "organizations",
-    "activities",
-    "products",
-    "pipelines",
-    "stages",
-    "users",
-    "currencies",
-    "activity_types",
-}
+CORE = set(CORE_STREAM_NAMES)
 INCREMENTAL = ("deals", "persons", "organizations", "activities", "products")
 
 

@@ -7,7 +7,7 @@ import re
 import jsonschema
 import pytest
 
-from tests.tap_runner import run_tap
+from tests.tap_runner import CORE_STREAM_NAMES, run_tap
 
 RFC3339_UTC = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z$")
 
@@ -43,18 +43,7 @@ def test_timestamps_are_rfc3339_utc(full_sync):
 def test_core_stream_counts_match_the_sandbox(sandbox, full_sync):
     expected = sandbox.expected_counts()
     counts = full_sync.record_counts()
-    for stream in (
-        "deals",
-        "persons",
-        "organizations",
-        "activities",
-        "products",
-        "pipelines",
-        "stages",
-        "users",
-        "currencies",
-        "activity_types",
-    ):
+    for stream in CORE_STREAM_NAMES:
         assert counts.get(stream, 0) == expected[stream], stream
 
 
