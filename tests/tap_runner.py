@@ -10,6 +10,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import typing as t
 from pathlib import Path
 
 from tap_pipedrive.streams.core import CORE_STREAMS
@@ -65,21 +66,44 @@ def select_only(tap: TapPipedrive, streams: set[str]) -> dict:
     return catalog
 
 
-def run_tap(
-    config: dict, *, state: dict | None = None, streams: set[str] | None = None
-) -> SyncResult:
-    """Sync in this process; returns the messages written to stdout."""
+def sync_capturing(
+    config: dict,
+    *,
+    streams: set[str] | None = None,
+    state: dict | None = None,
+    hook: t.Callable[[TapPipedrive], None] | None = None,
+) -> tuple[TapPipedrive, list[dict], Exception | None]:
+    """Sync in this process; ``hook(tap)`` may patch the tap first.
+
+    Returns the tap, the messages written to stdout, and the exception that ended the
+    sync (None when it finished).
+    """
     catalog = None
     if streams is not None:
         catalog = select_only(TapPipedrive(config=config, validate_config=False), streams)
     tap = TapPipedrive(config=config, state=state, catalog=catalog)
+    if hook is not None:
+        hook(tap)
     buffer = io.BytesIO()
     wrapper = io.TextIOWrapper(buffer, encoding="utf-8", write_through=True)
+    error = None
     with contextlib.redirect_stdout(wrapper):
-        tap.sync_all()
+        try:
+            tap.sync_all()
+        except Exception as exc:
+            error = exc
         wrapper.flush()
-    text = buffer.getvalue().decode("utf-8")
-    return SyncResult(messages=parse_messages(text), stdout=text, tap=tap)
+    return tap, parse_messages(buffer.getvalue().decode("utf-8")), error
+
+
+def run_tap(
+    config: dict, *, state: dict | None = None, streams: set[str] | None = None
+) -> SyncResult:
+    """Sync in this process; returns the messages written to stdout (errors propagate)."""
+    tap, messages, error = sync_capturing(config, streams=streams, state=state)
+    if error is not None:
+        raise error
+    return SyncResult(messages=messages, tap=tap)
 
 
 def run_cli(

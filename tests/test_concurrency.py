@@ -7,8 +7,6 @@ messages in the same order, the same state, the same calls.
 
 from __future__ import annotations
 
-import contextlib
-import io
 import threading
 import time
 from urllib.parse import urlparse
@@ -17,9 +15,9 @@ import pytest
 
 from tap_pipedrive import prefetch
 from tap_pipedrive.errors import DailyBudgetExhausted
-from tap_pipedrive.tap import CONFIG_SCHEMA, TapPipedrive
+from tap_pipedrive.tap import CONFIG_SCHEMA
 from tests.sandbox import Sandbox
-from tests.tap_runner import CORE_STREAM_NAMES, parse_messages, run_cli, select_only
+from tests.tap_runner import CORE_STREAM_NAMES, run_cli, sync_capturing
 
 WAIT_SECONDS = 10.0
 # Independent top-level streams (child streams interleave with their parent by design).
@@ -36,20 +34,7 @@ def sandbox():
 
 
 def _sync(config: dict, *, streams: set[str] = CORE, hook=None, state=None):
-    catalog = select_only(TapPipedrive(config=config, validate_config=False), streams)
-    tap = TapPipedrive(config=config, catalog=catalog, state=state)
-    if hook is not None:
-        hook(tap)
-    buffer = io.BytesIO()
-    wrapper = io.TextIOWrapper(buffer, encoding="utf-8", write_through=True)
-    error = None
-    with contextlib.redirect_stdout(wrapper):
-        try:
-            tap.sync_all()
-        except Exception as exc:
-            error = exc
-        wrapper.flush()
-    return tap, parse_messages(buffer.getvalue().decode("utf-8")), error
+    return sync_capturing(config, streams=streams, state=state, hook=hook)
 
 
 def _comparable(messages: list[dict]) -> list[dict]:

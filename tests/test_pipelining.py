@@ -6,9 +6,7 @@ the stream's processing), never about absolute durations.
 
 from __future__ import annotations
 
-import contextlib
 import gc
-import io
 import math
 import threading
 import time
@@ -20,7 +18,7 @@ from tap_pipedrive import prefetch
 from tap_pipedrive.errors import DailyBudgetExhausted
 from tap_pipedrive.tap import TapPipedrive
 from tests.sandbox import Sandbox
-from tests.tap_runner import parse_messages, select_only
+from tests.tap_runner import sync_capturing
 
 PAGE_SIZE = 50
 WAIT_SECONDS = 10.0
@@ -34,21 +32,8 @@ def sandbox():
 
 
 def _sync(config: dict, streams: set[str], hook=None):
-    """Sync in-process; ``hook(tap)`` may patch stream instances first. Returns (tap, messages, error)."""
-    catalog = select_only(TapPipedrive(config=config, validate_config=False), streams)
-    tap = TapPipedrive(config=config, catalog=catalog)
-    if hook is not None:
-        hook(tap)
-    buffer = io.BytesIO()
-    wrapper = io.TextIOWrapper(buffer, encoding="utf-8", write_through=True)
-    error = None
-    with contextlib.redirect_stdout(wrapper):
-        try:
-            tap.sync_all()
-        except Exception as exc:
-            error = exc
-        wrapper.flush()
-    return tap, parse_messages(buffer.getvalue().decode("utf-8")), error
+    """Sync in-process; ``hook(tap)`` may patch stream instances first."""
+    return sync_capturing(config, streams=streams, hook=hook)
 
 
 def _list_requests(sandbox, path: str) -> list:
