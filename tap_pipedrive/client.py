@@ -51,7 +51,19 @@ MAX_PAGE_SIZE = 500
 # the 2-second burst window (Pipedrive exposes no header for the daily budget).
 BURST_429_LIMIT = 6
 
-_decode_json = msgspec.json.Decoder().decode
+_json_decoder = msgspec.json.Decoder()
+
+
+def _decode_json(content: bytes) -> t.Any:
+    try:
+        return _json_decoder.decode(content)
+    except UnicodeDecodeError as exc:
+        # msgspec reports bytes that are not UTF-8 as a UnicodeDecodeError; for the tap it
+        # is a garbled body like any other.
+        msg = f"Body is not valid UTF-8 ({exc.reason})"
+        raise msgspec.DecodeError(msg) from None
+
+
 # What the SDK's request decorator retries.
 RETRIED_EXCEPTIONS = (
     ConnectionResetError,
@@ -87,7 +99,17 @@ class _Envelope(msgspec.Struct):
     data: msgspec.Raw = msgspec.Raw(b"null")
 
 
-_decode_envelope = msgspec.json.Decoder(_Envelope).decode
+_envelope_decoder = msgspec.json.Decoder(_Envelope)
+
+
+def _decode_envelope(content: bytes) -> _Envelope:
+    try:
+        return _envelope_decoder.decode(content)
+    except UnicodeDecodeError as exc:
+        msg = f"Body is not valid UTF-8 ({exc.reason})"
+        raise msgspec.DecodeError(msg) from None
+
+
 _FALSY_JSON = (b"null", b"[]", b"{}", b"false", b'""', b"0")
 
 
@@ -378,8 +400,14 @@ class PipedriveStream(RESTStream[t.Any]):
         if status >= HTTPStatus.BAD_REQUEST:
             raise PipedriveAPIError(self.response_error_message(response))
         try:
+            # Bytes that are not UTF-8 hide inside rows the envelope decoder skips over;
+            # caught here they are retried, later they could only end the run.
+            response.content.decode("utf-8")
             # The envelope only: the rows are decoded by the thread writing them.
             body = response_head(response)
+        except UnicodeDecodeError:
+            msg = f"Malformed JSON from Pipedrive for {self._describe(response)}: not UTF-8"
+            raise RetriableAPIError(msg, response) from None
         except msgspec.ValidationError:
             body = None  # JSON, but not an object
         except msgspec.DecodeError:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import msgspec
 import pytest
 import requests
 
@@ -166,3 +167,23 @@ def test_offset_non_advancing_next_start_is_an_error():
                 }
             )
         )
+
+
+def test_a_body_that_is_not_utf8_is_a_retriable_garbled_page():
+    from singer_sdk.exceptions import RetriableAPIError
+
+    from tap_pipedrive.client import PipedriveStream, response_json
+    from tap_pipedrive.tap import TapPipedrive
+
+    response = make_response({"data": []})
+    response._content = b'{"success": true, "data": [{"id": 1, "name": "\xff\xfe"}]}'
+    with pytest.raises(msgspec.DecodeError):
+        response_json(response)
+    tap = TapPipedrive(
+        config={"api_token": "abcdefgh", "api_url": "http://127.0.0.1:9"}, setup_mapper=False
+    )
+    stream = tap.streams["pipelines"]
+    assert isinstance(stream, PipedriveStream)
+    response.request = requests.Request("GET", response.url).prepare()
+    with pytest.raises(RetriableAPIError, match="Malformed JSON"):
+        stream.validate_response(response)
