@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import getpass
 import http.client
+import io
 import select
 import socket
 import threading
@@ -26,6 +28,7 @@ from tap_pipedrive.login import (
     no_browser_login,
     parse_pasted_redirect,
 )
+from tap_pipedrive.oauth_cli import read_client_secret
 from tap_pipedrive.tap import TapPipedrive
 from tests.support.oauth import (
     ScriptedBrowser,
@@ -368,6 +371,34 @@ def test_no_browser_login_in_process(client, sandbox):
     tokens = no_browser_login(client, read_line=paste, echo=lambda _: None, show_url=shown.append)
     assert tokens.refresh_token in sandbox.oauth.refresh_tokens
     assert [call["status"] for call in code_calls(sandbox)] == [200]
+
+
+# --- the client secret from stdin --------------------------------------------------------
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_client_secret_from_a_terminal_is_asked_for_without_echo(monkeypatch):
+    prompts: list[str] = []
+
+    def hidden_prompt(prompt: str) -> str:
+        prompts.append(prompt)
+        return " typed-secret \n"
+
+    monkeypatch.setattr(getpass, "getpass", hidden_prompt)
+    terminal = _Terminal("the pasted redirect\n")
+    assert read_client_secret(terminal) == "typed-secret"
+    assert prompts == ["Client secret (not shown): "]
+    assert terminal.readline() == "the pasted redirect\n"  # left for --no-browser
+
+
+def test_client_secret_from_a_pipe_takes_only_the_first_line():
+    piped = io.StringIO("piped-secret\nhttp://localhost:1/?code=c&state=s\n")
+    assert read_client_secret(piped) == "piped-secret"
+    assert piped.readline().startswith("http://localhost:1/")
+    with pytest.raises(ConfigError, match="no client secret on the first line of stdin"):
+        read_client_secret(io.StringIO(""))
 
 
 # --- command line usage errors ------------------------------------------------------------
