@@ -26,6 +26,7 @@ from tests.support.oauth import (
     run_tap_cli,
     tap_command,
     tap_env,
+    visit,
     written_secrets,
 )
 
@@ -412,6 +413,36 @@ def test_login_times_out_cleanly(config_file):
     )
     assert_one_clean_error(result, "No answer from the browser within 1 s")
     assert "refresh_token" not in json.loads(config_file.read_text())
+
+
+def test_login_survives_stray_requests_and_completes(sandbox, config_file, redirect_uri):
+    with subprocess.Popen(
+        tap_command("--config", str(config_file), "--login", "--login-timeout", "60"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=tap_env(BROWSER="true"),  # a "browser" that opens nothing: the test is the user
+        cwd=REPO_ROOT,
+    ) as process:
+        seen = ""
+        deadline = time.monotonic() + 30
+        while "Waiting for the authorization" not in seen and time.monotonic() < deadline:
+            seen += process.stderr.readline()
+        url = next(line for line in seen.splitlines() if "/oauth/authorize?" in line).strip()
+        # Another local program, an old tab, a forged link: none of them ends the login.
+        assert visit(f"{redirect_uri}?x")[0] == 400
+        assert visit(redirect_uri.replace("/callback", "/favicon.ico"))[0] == 404
+        assert visit(f"{redirect_uri}?code=c0de&state=0ther-st4te")[0] == 400
+        status, page = visit(consent(url))
+        out, err = record(*process.communicate(timeout=60))
+        record(seen, "")
+    assert process.returncode == 0, seen + err
+    assert status == 200 and "tap-pipedrive is authorized" in page
+    assert f"Authorized tap-pipedrive for {sandbox.url}" in out
+    warnings = [line for line in (seen + err).splitlines() if "Ignored a request" in line]
+    assert len(warnings) == 1 and "does not carry this login's state" in warnings[0]
+    assert "c0de" not in seen + err
+    assert json.loads(config_file.read_text())["refresh_token"] in sandbox.oauth.refresh_tokens
 
 
 def test_login_ctrl_c_is_one_line_and_exit_130(config_file):
