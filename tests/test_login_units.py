@@ -249,7 +249,7 @@ def test_idle_connections_neither_pile_up_threads_nor_block_the_login(monkeypatc
     port = free_port()
     before = threading.active_count()
     with CallbackServer(LoopbackRedirect.parse(f"http://localhost:{port}/"), "s") as server:
-        clients = idle_connections(port, 40)
+        clients = idle_connections(port, 3 * MAX_CALLBACK_CONNECTIONS)
         try:
             time.sleep(0.5)
             handler_threads = threading.active_count() - before - 1  # minus the accept loop
