@@ -329,6 +329,7 @@ class CallbackServer:
         self._hosts = _host_header_values(redirect.port)
         self._result: Redirect | None = None
         self._arrived = threading.Event()
+        self._warned = False
         self._stopping = threading.Event()
         self._lock = threading.Lock()
         self._connections: dict[socket.socket, float] = {}  # connection -> deadline
@@ -381,16 +382,24 @@ class CallbackServer:
                 )
             self.deliver(redirect)
             return 200, page
-        if redirect.code or redirect.error:
+        if (redirect.code or redirect.error) and self._first_foreign_answer():
             self._warn(
                 "Ignored a request to the login callback that does not carry this login's "
-                "state (an old browser tab, or a forged request); still waiting"
+                "state (an old browser tab, or a forged request; further ones are not "
+                "reported); still waiting"
             )
         message = (
             "This address only takes Pipedrive's redirect for the tap-pipedrive login "
             "now in progress, and this request is not it. The login is still waiting."
         )
         return 400, _page(ok=False, title="Not this login's redirect", message=message)
+
+    def _first_foreign_answer(self) -> bool:
+        # One line is enough: a flood of forged requests must not flood the terminal.
+        with self._lock:
+            first = not self._warned
+            self._warned = True
+        return first
 
     def deliver(self, redirect: Redirect) -> None:
         with self._lock:
@@ -493,8 +502,6 @@ def _host_header_values(port: int) -> frozenset[str]:
 
 
 # --- the flows ------------------------------------------------------------------------------
-
-
 @contextlib.contextmanager
 def _ctrl_c_cancels() -> t.Iterator[None]:
     """Ctrl-C anywhere in a login ends it with one line (exit code 130)."""

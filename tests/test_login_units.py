@@ -162,8 +162,8 @@ def test_only_this_logins_redirect_ends_the_wait():
         assert status == 400 and "still waiting" in page
         assert visit(f"{base}/?code=c0de")[0] == 400
         assert visit(f"{base}/?error=user_denied&state=0ther-st4te")[0] == 400
-        assert len(warnings) == 3
-        assert all("not carry this login's state" in line for line in warnings)
+        assert len(warnings) == 1  # once per login, however many arrive
+        assert "not carry this login's state" in warnings[0]
         assert still_waiting(server)
         status, page = visit(f"{base}/?code=real&state=expected")
         answer = server.wait(5)
