@@ -14,6 +14,7 @@ import urllib.parse
 import pytest
 from click.testing import CliRunner
 
+from tap_pipedrive import login
 from tap_pipedrive.errors import ConfigError
 from tap_pipedrive.login import (
     MAX_CALLBACK_CONNECTIONS,
@@ -233,6 +234,18 @@ def test_a_127_0_0_1_redirect_listens_on_ipv4_only():
         other.listen(1)
         with CallbackServer(LoopbackRedirect.parse(f"http://127.0.0.1:{port}/"), "s") as server:
             assert server.addresses == ["127.0.0.1"]
+
+
+def test_without_an_ipv6_loopback_localhost_listens_on_ipv4(monkeypatch):
+    # ::2 is not an address of this machine: binding it fails like ::1 where IPv6 is off.
+    bindings = {**login.LOOPBACK_BINDINGS}
+    bindings["localhost"] = (("127.0.0.1", socket.AF_INET), ("::2", socket.AF_INET6))
+    monkeypatch.setattr(login, "LOOPBACK_BINDINGS", bindings)
+    port = free_port()
+    with CallbackServer(LoopbackRedirect.parse(f"http://localhost:{port}/"), "s") as server:
+        assert server.addresses == ["127.0.0.1"]
+        assert visit(f"http://127.0.0.1:{port}/?code=c&state=s")[0] == 200
+        assert server.wait(5) == Redirect(code="c", state="s")
 
 
 def idle_connections(port: int, count: int) -> list[socket.socket]:
