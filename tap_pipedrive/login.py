@@ -4,7 +4,7 @@ Two interactive ways end in the same place (tokens in the token store and, when
 the user named one, in the config file):
 
 - the desktop flow opens the browser at Pipedrive's consent page and catches the
-  redirect on a one-shot callback server bound to 127.0.0.1;
+  redirect on a one-shot callback server on the loopback addresses only;
 - the no-browser flow prints the consent URL and reads the redirect URL (or the
   bare code) that the user pastes back, for servers reached over SSH.
 
@@ -15,11 +15,15 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
 import html
 import http.server
 import logging
 import re
 import secrets
+import selectors
+import socket
+import socketserver
 import threading
 import time
 import typing as t
@@ -42,12 +46,23 @@ if t.TYPE_CHECKING:
     from collections.abc import Callable
 
 LOGGER = logging.getLogger("tap-pipedrive")
+Echo = t.Callable[[str], None]
 
 DEFAULT_REDIRECT_URI = "http://localhost:33333"
 DEFAULT_LOGIN_TIMEOUT_SECONDS = 300.0
-# The only host names the callback server answers for; it always binds 127.0.0.1.
-LOOPBACK_HOSTS = ("localhost", "127.0.0.1")
-BIND_ADDRESS = "127.0.0.1"
+# The host names a redirect URI for the callback server may use, and the addresses each
+# one listens on. A browser may resolve "localhost" to ::1 or to 127.0.0.1, so both are
+# held: a program listening on the one left free would receive the code (RFC 8252 8.3).
+LOOPBACK_BINDINGS: dict[str, tuple[tuple[str, socket.AddressFamily], ...]] = {
+    "localhost": (("127.0.0.1", socket.AF_INET), ("::1", socket.AF_INET6)),
+    "127.0.0.1": (("127.0.0.1", socket.AF_INET),),
+}
+LOOPBACK_HOSTS = tuple(LOOPBACK_BINDINGS)
+# Binding ::1 fails with these where the machine has no IPv6 loopback at all.
+_NO_IPV6_LOOPBACK = frozenset({errno.EADDRNOTAVAIL, errno.EAFNOSUPPORT, errno.EPROTONOSUPPORT})
+# The callback server's connections: how many at once, and how long each may take.
+MAX_CALLBACK_CONNECTIONS = 8
+CALLBACK_CONNECTION_SECONDS = 10.0
 # Authorization codes are URL-safe tokens; anything else pasted is a mistake.
 _CODE_PATTERN = re.compile(r"^[A-Za-z0-9._~+/=-]{4,2048}$")
 
@@ -222,6 +237,10 @@ class LoopbackRedirect:
             raise ConfigError(msg)
         return cls(host=str(parts.hostname), port=port or 80, path=parts.path or "/")
 
+    @property
+    def uri_prefix(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
 
 _PAGE = """<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>tap-pipedrive: {title}</title>
@@ -238,31 +257,25 @@ def _page(*, ok: bool, title: str, message: str) -> bytes:
 
 
 class _CallbackHandler(http.server.BaseHTTPRequestHandler):
-    server: CallbackServer
-    # Browsers open speculative connections that never send a request; drop them.
-    timeout = 10
+    server: _Listener
+    # Per read; CallbackServer also gives each connection an overall deadline.
+    timeout = CALLBACK_CONNECTION_SECONDS
     server_version = "tap-pipedrive"
     sys_version = ""
 
     def do_GET(self) -> None:
+        callback = self.server.callback
+        if not callback.answers_host(self.headers.get("Host")):
+            # A page on another site whose name now resolves to 127.0.0.1 (DNS rebinding).
+            message = f"This server only answers {callback.redirect.uri_prefix}."
+            self._respond(400, _page(ok=False, title="Bad request", message=message))
+            return
         parts = urlsplit(self.path)
-        if parts.path != self.server.redirect.path:
+        if parts.path != callback.redirect.path:
             self._respond(404, _page(ok=False, title="Not found", message="Nothing here."))
             return
-        redirect = Redirect.from_query(parts.query)
-        try:
-            redirect.checked_code(self.server.expected_state)
-        except LoginError as exc:
-            page = _page(ok=False, title="Authorization failed", message=f"{exc}.")
-        else:
-            page = _page(
-                ok=True,
-                title="tap-pipedrive is authorized",
-                message="Pipedrive access was granted. You can close this tab and return "
-                "to the terminal.",
-            )
-        self._respond(200, page)
-        self.server.deliver(redirect)
+        status, page = callback.offer(Redirect.from_query(parts.query))
+        self._respond(status, page)
 
     def _respond(self, status: int, body: bytes) -> None:
         self.send_response(status)
@@ -278,46 +291,187 @@ class _CallbackHandler(http.server.BaseHTTPRequestHandler):
         return
 
 
-class CallbackServer(http.server.ThreadingHTTPServer):
-    """Waits for the one redirect of a login on 127.0.0.1."""
+class _Listener(socketserver.TCPServer):
+    """One listening socket of the callback server; CallbackServer runs its loop."""
 
-    daemon_threads = True
+    allow_reuse_address = True
 
-    def __init__(self, redirect: LoopbackRedirect, expected_state: str) -> None:
+    def __init__(
+        self, callback: CallbackServer, address: str, family: socket.AddressFamily
+    ) -> None:
+        self.callback = callback
+        self.address_family = family
+        super().__init__((address, callback.redirect.port), _CallbackHandler)
+
+
+class CallbackServer:
+    """Waits on loopback for the one redirect of a login that carries its ``state``.
+
+    Every other request gets a short page and the wait goes on: a stray request from a
+    local program or web page cannot end the login. Connections are few and short: at
+    most ``max_connections`` at a time, each closed after ``connection_seconds``; more
+    wait in the listen queue, so idle or slow clients cannot hold the login hostage.
+    """
+
+    max_connections = MAX_CALLBACK_CONNECTIONS
+    connection_seconds = CALLBACK_CONNECTION_SECONDS
+
+    def __init__(
+        self,
+        redirect: LoopbackRedirect,
+        expected_state: str,
+        *,
+        warn: Echo | None = None,
+    ) -> None:
         self.redirect = redirect
         self.expected_state = expected_state
+        self._warn = warn or (lambda text: LOGGER.warning("%s", text))
+        self._hosts = _host_header_values(redirect.port)
         self._result: Redirect | None = None
         self._arrived = threading.Event()
-        try:
-            super().__init__((BIND_ADDRESS, redirect.port), _CallbackHandler)
-        except OSError as exc:
-            msg = (
-                f"Cannot listen on {BIND_ADDRESS}:{redirect.port} for the login callback "
-                f"({exc.strerror or exc}): the port is in use or not allowed. Free it, or "
-                "register another http://localhost:PORT callback URL and set redirect_uri"
-            )
-            raise LoginError(msg) from None
-        self._thread = threading.Thread(
-            target=self.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True
-        )
+        self._warned = False
+        self._stopping = threading.Event()
+        self._lock = threading.Lock()
+        self._connections: dict[socket.socket, float] = {}  # connection -> deadline
+        self._listeners: list[_Listener] = []
+        for address, family in LOOPBACK_BINDINGS[redirect.host]:
+            try:
+                self._listeners.append(_Listener(self, address, family))
+            except OSError as exc:
+                if family == socket.AF_INET6 and exc.errno in _NO_IPV6_LOOPBACK:
+                    # No IPv6 loopback here: no other program can listen on it either.
+                    LOGGER.debug("No IPv6 loopback on this machine; listening on IPv4 only")
+                    continue
+                self._close_listeners()
+                where = f"[{address}]" if family == socket.AF_INET6 else address
+                msg = (
+                    f"Cannot listen on {where}:{redirect.port} for the login callback "
+                    f"({exc.strerror or exc}): the port is in use or not allowed. Free it, or "
+                    "register another http://localhost:PORT callback URL and set redirect_uri"
+                )
+                raise LoginError(msg) from None
+        self._thread = threading.Thread(target=self._serve, daemon=True)
 
     @property
     def port(self) -> int:
-        return int(self.server_address[1])
+        return self.redirect.port
+
+    @property
+    def addresses(self) -> list[str]:
+        """The addresses listened on, e.g. ``["127.0.0.1", "::1"]``."""
+        return [str(listener.server_address[0]) for listener in self._listeners]
+
+    def answers_host(self, host: str | None) -> bool:
+        return host is not None and host.strip().lower() in self._hosts
+
+    def offer(self, redirect: Redirect) -> tuple[int, bytes]:
+        """Take a request to the callback path; return the status and page to answer with."""
+        state = self.expected_state
+        ours = bool(redirect.state) and secrets.compare_digest(str(redirect.state), state)
+        if ours and (redirect.code or redirect.error):
+            try:
+                redirect.checked_code(state)
+            except LoginError as exc:
+                page = _page(ok=False, title="Authorization failed", message=f"{exc}.")
+            else:
+                page = _page(
+                    ok=True,
+                    title="tap-pipedrive is authorized",
+                    message="Pipedrive access was granted. You can close this tab and return "
+                    "to the terminal.",
+                )
+            self.deliver(redirect)
+            return 200, page
+        if (redirect.code or redirect.error) and self._first_foreign_answer():
+            self._warn(
+                "Ignored a request to the login callback that does not carry this login's "
+                "state (an old browser tab, or a forged request; further ones are not "
+                "reported); still waiting"
+            )
+        message = (
+            "This address only takes Pipedrive's redirect for the tap-pipedrive login "
+            "now in progress, and this request is not it. The login is still waiting."
+        )
+        return 400, _page(ok=False, title="Not this login's redirect", message=message)
+
+    def _first_foreign_answer(self) -> bool:
+        # One line is enough: a flood of forged requests must not flood the terminal.
+        with self._lock:
+            first = not self._warned
+            self._warned = True
+        return first
 
     def deliver(self, redirect: Redirect) -> None:
-        if not self._arrived.is_set():
-            self._result = redirect
-            self._arrived.set()
+        with self._lock:
+            if not self._arrived.is_set():
+                self._result = redirect
+                self._arrived.set()
 
     def __enter__(self) -> CallbackServer:
         self._thread.start()
         return self
 
     def __exit__(self, *exc_info: object) -> None:
-        self.shutdown()
-        self.server_close()
-        self._thread.join(timeout=5)
+        self._stopping.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=5)
+        with self._lock:
+            for connection in self._connections:
+                with contextlib.suppress(OSError):
+                    connection.shutdown(socket.SHUT_RDWR)
+        self._close_listeners()
+
+    def _close_listeners(self) -> None:
+        for listener in self._listeners:
+            listener.server_close()
+
+    def _serve(self) -> None:
+        with selectors.DefaultSelector() as selector:
+            for listener in self._listeners:
+                selector.register(listener.socket, selectors.EVENT_READ, listener)
+            while not self._stopping.is_set():
+                self._cut_overdue_connections()
+                if len(self._connections) >= self.max_connections:
+                    # Full: new connections wait in the kernel's listen queue.
+                    self._stopping.wait(0.05)
+                    continue
+                for key, _ in selector.select(timeout=0.1):
+                    if len(self._connections) >= self.max_connections:
+                        break
+                    with contextlib.suppress(OSError):
+                        self._start_connection(key.data, *key.data.get_request())
+
+    def _start_connection(
+        self, listener: _Listener, connection: socket.socket, peer: t.Any
+    ) -> None:
+        with self._lock:
+            self._connections[connection] = time.monotonic() + self.connection_seconds
+        threading.Thread(
+            target=self._handle_connection, args=(listener, connection, peer), daemon=True
+        ).start()
+
+    def _handle_connection(
+        self, listener: _Listener, connection: socket.socket, peer: t.Any
+    ) -> None:
+        try:
+            listener.finish_request(connection, peer)
+        except OSError:
+            pass  # the client went away, or its time was up
+        finally:
+            with self._lock:
+                self._connections.pop(connection, None)
+                with contextlib.suppress(OSError):
+                    connection.shutdown(socket.SHUT_WR)
+                connection.close()
+
+    def _cut_overdue_connections(self) -> None:
+        now = time.monotonic()
+        with self._lock:
+            for connection, deadline in self._connections.items():
+                if now >= deadline:
+                    # Unblocks the handler's read; it then finishes and frees the slot.
+                    with contextlib.suppress(OSError):
+                        connection.shutdown(socket.SHUT_RDWR)
 
     def wait(self, timeout: float) -> Redirect:
         """Block until the browser comes back, the time is up, or Ctrl-C."""
@@ -338,10 +492,16 @@ class CallbackServer(http.server.ThreadingHTTPServer):
         return self._result
 
 
+def _host_header_values(port: int) -> frozenset[str]:
+    """The Host headers a browser sends for a loopback redirect URI on ``port``."""
+    names = ("localhost", "127.0.0.1", "[::1]")
+    values = {f"{name}:{port}" for name in names}
+    if port == 80:
+        values.update(names)
+    return frozenset(values)
+
+
 # --- the flows ------------------------------------------------------------------------------
-Echo = t.Callable[[str], None]
-
-
 @contextlib.contextmanager
 def _ctrl_c_cancels() -> t.Iterator[None]:
     """Ctrl-C anywhere in a login ends it with one line (exit code 130)."""
@@ -364,7 +524,7 @@ def browser_login(
     redirect = LoopbackRedirect.parse(client.redirect_uri)
     state = new_state()
     url = client.authorization_url(state)
-    with _ctrl_c_cancels(), CallbackServer(redirect, state) as server:
+    with _ctrl_c_cancels(), CallbackServer(redirect, state, warn=echo) as server:
         echo(f"Opening the browser to authorize tap-pipedrive. If it does not open, visit:\n{url}")
         try:
             # Python's webbrowser honours $BROWSER.

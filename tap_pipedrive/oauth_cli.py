@@ -8,7 +8,9 @@ to stdout; the JSON helpers print exactly one JSON object on stdout.
 from __future__ import annotations
 
 import dataclasses
+import getpass
 import json
+import logging
 import sys
 import typing as t
 from collections.abc import Callable, Mapping, Sequence
@@ -31,6 +33,11 @@ from tap_pipedrive.login import (
 )
 from tap_pipedrive.redact import SecretRedactor
 from tap_pipedrive.token_store import open_store
+
+LOGGER = logging.getLogger("tap-pipedrive")
+
+# ``--client-secret -``: read the secret from stdin instead of the command line.
+SECRET_FROM_STDIN = "-"
 
 # Keys in click's context ``meta``.
 _ACTION_META = "tap_pipedrive.oauth_action"
@@ -125,8 +132,9 @@ def options() -> list[click.Option]:
         click.Option(
             ["--client-secret"],
             metavar="SECRET",
-            help="OAuth client secret (overrides config; prefer the config file or "
-            "TAP_PIPEDRIVE_CLIENT_SECRET with --config=ENV).",
+            help="OAuth client secret (overrides config). '-' reads it from the first line "
+            "of stdin (asked for without echo on a terminal); a value typed here is "
+            "visible to other local users in the process list.",
         ),
         click.Option(
             ["--redirect-uri"],
@@ -178,13 +186,36 @@ def wrap_callback(tap_cls: t.Any, callback: Callable[..., t.Any]) -> Callable[..
         args = OAuthArgs(**{name: kwargs.pop(name) for name in PARAM_NAMES})
         ctx = click.get_current_context()
         _check_combination(args, ctx)
+        if args.client_secret not in (None, SECRET_FROM_STDIN):
+            LOGGER.warning(
+                "--client-secret on the command line is visible to other users of this "
+                "machine (ps): use --client-secret - to read it from stdin, the config "
+                "file, or TAP_PIPEDRIVE_CLIENT_SECRET with --config=ENV"
+            )
         if not args.actions:
             return callback(**kwargs)
+        if args.client_secret == SECRET_FROM_STDIN:
+            args = dataclasses.replace(args, client_secret=read_client_secret(sys.stdin))
         config = _assemble_config(tap_cls, kwargs.get("config"), args)
         config_file = _config_file(ctx)
         return run_action(args, config, config_file)
 
     return run
+
+
+def read_client_secret(stream: t.TextIO) -> str:
+    """``--client-secret -``: the first line of stdin, or a prompt without echo on a terminal.
+
+    Only that one line is read, so ``--login --no-browser`` reads the pasted redirect
+    from the next line of the same stdin.
+    """
+    line = getpass.getpass("Client secret (not shown): ") if stream.isatty() else stream.readline()
+    secret = line.strip()
+    if not secret:
+        msg = "--client-secret -: no client secret on the first line of stdin"
+        raise ConfigError(msg)
+    SecretRedactor.register(secret)
+    return secret
 
 
 # Modifier flags and the actions they apply to.
@@ -252,6 +283,11 @@ def run_action(
     extra = args.flag_settings()
     if args.oauth_exchange_code is not None:
         pasted = parse_pasted_redirect(args.oauth_exchange_code)
+        if pasted.state and not args.oauth_state:
+            LOGGER.warning(
+                "The redirect URL carries a state but no --oauth-state was given: the state "
+                "is not checked (pass the state the authorization URL was made with)"
+            )
         code = pasted.checked_code(args.oauth_state if args.oauth_state else None)
         tokens = client.exchange_code(code)
         result = save_login(

@@ -26,6 +26,7 @@ from tests.support.oauth import (
     run_tap_cli,
     tap_command,
     tap_env,
+    visit,
     written_secrets,
 )
 
@@ -296,6 +297,81 @@ def test_refresh_helper_refreshes_now_and_keeps_the_rotated_token(
     secret_ledger.assert_absent(result.stdout, result.stderr)
 
 
+def test_exchange_helper_warns_when_a_state_goes_unchecked(sandbox, config_file, base_config):
+    redirect = consent(authorization_url(base_config))
+    result = cli("--config", str(config_file), "--oauth-exchange-code", redirect)
+    assert result.returncode == 0, result.stderr
+    warnings = [line for line in result.stderr.splitlines() if "WARNING" in line]
+    assert len(warnings) == 1
+    assert "carries a state but no --oauth-state was given" in warnings[0]
+    assert "state is not checked" in warnings[0]
+    # A bare code carries no state: nothing to warn about.
+    code = urllib.parse.parse_qs(urllib.parse.urlsplit(redirect).query)["code"][0]
+    other = cli("--config", str(config_file), "--oauth-exchange-code", code)
+    assert "--oauth-state" not in other.stderr
+
+
+# --- the client secret: command line or stdin ------------------------------------------
+@pytest.fixture
+def config_without_secret(tmp_path, base_config):
+    path = tmp_path / "config.json"
+    public = {key: value for key, value in base_config.items() if key != "client_secret"}
+    path.write_text(json.dumps(public))
+    return path
+
+
+def test_a_client_secret_on_the_command_line_is_warned_about(sandbox, config_without_secret):
+    result = cli(
+        "--config",
+        str(config_without_secret),
+        "--oauth-authorization-url",
+        "--client-secret",
+        sandbox.client_secret,
+    )
+    assert result.returncode == 0, result.stderr
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and "WARNING" in lines[0]
+    assert "visible to other users of this machine (ps)" in lines[0]
+    assert "--client-secret -" in lines[0]
+    assert sandbox.client_secret not in result.stderr
+
+
+def test_no_browser_login_reads_the_client_secret_then_the_redirect_from_stdin(
+    sandbox, config_without_secret, base_config, secret_ledger
+):
+    with start_no_browser_login(
+        "--config", str(config_without_secret), "--client-secret", "-"
+    ) as process:
+        process.stdin.write(sandbox.client_secret + "\n")
+        process.stdin.flush()
+        url = process.stdout.readline().strip()
+        assert url.startswith(f"{sandbox.url}/oauth/authorize?")
+        out, err = record(*process.communicate(consent(url) + "\n", timeout=60))
+    assert process.returncode == 0, err
+    assert "visible to other users" not in err
+    written = json.loads(config_without_secret.read_text())
+    assert written["refresh_token"] in sandbox.oauth.refresh_tokens
+    # Like any setting given as a flag, it is saved so that the file is complete (0600).
+    assert written["client_secret"] == sandbox.client_secret
+    assert mode(config_without_secret) == 0o600
+    assert [call["status"] for call in code_calls(sandbox)] == [200]
+    secret_ledger.assert_absent(out, err)
+
+
+def test_exchange_helper_reads_the_client_secret_from_stdin(
+    sandbox, config_without_secret, base_config
+):
+    redirect = consent(authorization_url(base_config))
+    code = urllib.parse.parse_qs(urllib.parse.urlsplit(redirect).query)["code"][0]
+    flags = ["--config", str(config_without_secret), "--client-secret", "-"]
+    result = cli(*flags, "--oauth-exchange-code", code, input=sandbox.client_secret + "\n")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["api_domain"] == sandbox.url
+    assert result.stderr == ""
+    empty = cli(*flags, "--oauth-exchange-code", code, input="\n")
+    assert_one_clean_error(empty, "--client-secret -: no client secret on the first line")
+
+
 # --- the loopback flow's failure modes ----------------------------------------------------
 def test_login_with_the_port_in_use_is_one_line(sandbox, config_file):
     with occupied_port() as port:
@@ -337,6 +413,36 @@ def test_login_times_out_cleanly(config_file):
     )
     assert_one_clean_error(result, "No answer from the browser within 1 s")
     assert "refresh_token" not in json.loads(config_file.read_text())
+
+
+def test_login_survives_stray_requests_and_completes(sandbox, config_file, redirect_uri):
+    with subprocess.Popen(
+        tap_command("--config", str(config_file), "--login", "--login-timeout", "60"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=tap_env(BROWSER="true"),  # a "browser" that opens nothing: the test is the user
+        cwd=REPO_ROOT,
+    ) as process:
+        seen = ""
+        deadline = time.monotonic() + 30
+        while "Waiting for the authorization" not in seen and time.monotonic() < deadline:
+            seen += process.stderr.readline()
+        url = next(line for line in seen.splitlines() if "/oauth/authorize?" in line).strip()
+        # Another local program, an old tab, a forged link: none of them ends the login.
+        assert visit(f"{redirect_uri}?x")[0] == 400
+        assert visit(redirect_uri.replace("/callback", "/favicon.ico"))[0] == 404
+        assert visit(f"{redirect_uri}?code=c0de&state=0ther-st4te")[0] == 400
+        status, page = visit(consent(url))
+        out, err = record(*process.communicate(timeout=60))
+        record(seen, "")
+    assert process.returncode == 0, seen + err
+    assert status == 200 and "tap-pipedrive is authorized" in page
+    assert f"Authorized tap-pipedrive for {sandbox.url}" in out
+    warnings = [line for line in (seen + err).splitlines() if "Ignored a request" in line]
+    assert len(warnings) == 1 and "does not carry this login's state" in warnings[0]
+    assert "c0de" not in seen + err
+    assert json.loads(config_file.read_text())["refresh_token"] in sandbox.oauth.refresh_tokens
 
 
 def test_login_ctrl_c_is_one_line_and_exit_130(config_file):

@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+import getpass
+import http.client
+import io
+import select
+import socket
+import threading
 import time
 import urllib.parse
 
 import pytest
 from click.testing import CliRunner
 
+from tap_pipedrive import login
 from tap_pipedrive.errors import ConfigError
 from tap_pipedrive.login import (
+    MAX_CALLBACK_CONNECTIONS,
     CallbackServer,
     LoginCancelled,
     LoginError,
@@ -21,12 +29,14 @@ from tap_pipedrive.login import (
     no_browser_login,
     parse_pasted_redirect,
 )
+from tap_pipedrive.oauth_cli import read_client_secret
 from tap_pipedrive.tap import TapPipedrive
 from tests.support.oauth import (
     ScriptedBrowser,
     code_calls,
     consent,
     free_port,
+    ipv6_loopback,
     occupied_port,
     visit,
 )
@@ -123,7 +133,7 @@ def test_callback_server_ignores_other_paths_and_answers_the_redirect():
     port = free_port()
     redirect = LoopbackRedirect.parse(f"http://localhost:{port}/callback")
     with CallbackServer(redirect, "expected") as server:
-        assert server.server_address[0] == "127.0.0.1"
+        assert server.addresses == (["127.0.0.1", "::1"] if ipv6_loopback() else ["127.0.0.1"])
         assert visit(f"http://127.0.0.1:{port}/favicon.ico")[0] == 404
         status, page = visit(f"http://127.0.0.1:{port}/callback?code=c0de&state=expected")
         answer = server.wait(5)
@@ -133,14 +143,161 @@ def test_callback_server_ignores_other_paths_and_answers_the_redirect():
     assert answer == Redirect(code="c0de", state="expected")
 
 
-def test_callback_server_shows_a_failure_page_for_a_wrong_state():
+def still_waiting(server: CallbackServer) -> bool:
+    with pytest.raises(LoginError, match="No answer from the browser"):
+        server.wait(0.3)
+    return True
+
+
+def test_only_this_logins_redirect_ends_the_wait():
+    port = free_port()
+    warnings: list[str] = []
+    redirect = LoopbackRedirect.parse(f"http://localhost:{port}/")
+    with CallbackServer(redirect, "expected", warn=warnings.append) as server:
+        base = f"http://127.0.0.1:{port}"
+        assert visit(f"{base}/favicon.ico")[0] == 404
+        quiet = [f"{base}/", f"{base}/?x", f"{base}/?state=expected"]
+        assert [visit(url)[0] for url in quiet] == [400, 400, 400]
+        assert warnings == []  # noise is not worth a warning
+        status, page = visit(f"{base}/?code=c0de&state=0ther-st4te")
+        assert status == 400 and "still waiting" in page
+        assert visit(f"{base}/?code=c0de")[0] == 400
+        assert visit(f"{base}/?error=user_denied&state=0ther-st4te")[0] == 400
+        assert len(warnings) == 1  # once per login, however many arrive
+        assert "not carry this login's state" in warnings[0]
+        assert still_waiting(server)
+        status, page = visit(f"{base}/?code=real&state=expected")
+        answer = server.wait(5)
+    assert status == 200 and "tap-pipedrive is authorized" in page
+    assert answer == Redirect(code="real", state="expected")
+    assert not any("c0de" in line or "0ther-st4te" in line for line in warnings)
+
+
+def test_a_denial_with_this_logins_state_ends_the_wait():
     port = free_port()
     with CallbackServer(LoopbackRedirect.parse(f"http://localhost:{port}/"), "expected") as server:
-        _, page = visit(f"http://127.0.0.1:{port}/?code=c0de&state=forged")
+        _, page = visit(f"http://127.0.0.1:{port}/?error=user_denied&state=expected")
         answer = server.wait(5)
-    assert "Authorization failed" in page and "state mismatch" in page
-    with pytest.raises(LoginError, match="state mismatch"):
+    assert "Authorization failed" in page and "user_denied" in page
+    with pytest.raises(LoginError, match="user_denied"):
         answer.checked_code("expected")
+
+
+def get_with_host(port: int, path: str, host: str) -> int:
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        connection.putrequest("GET", path, skip_host=True)
+        connection.putheader("Host", host)
+        connection.endheaders()
+        return connection.getresponse().status
+    finally:
+        connection.close()
+
+
+def test_callback_server_refuses_other_host_names():
+    # A web page whose host name an attacker re-points at 127.0.0.1 (DNS rebinding)
+    # sends its own name in Host.
+    port = free_port()
+    with CallbackServer(LoopbackRedirect.parse(f"http://localhost:{port}/cb"), "s") as server:
+        for host in (f"evil.example:{port}", "localhost", f"localhost:{port + 1}", ""):
+            assert get_with_host(port, "/cb?code=c&state=s", host) == 400, host
+        assert still_waiting(server)
+        for host in (f"LOCALHOST:{port}", f"127.0.0.1:{port}", f"[::1]:{port}"):
+            assert get_with_host(port, "/cb?x", host) == 400  # reaches the path check
+        assert get_with_host(port, "/cb?code=c&state=s", f"localhost:{port}") == 200
+        assert server.wait(5) == Redirect(code="c", state="s")
+
+
+needs_ipv6 = pytest.mark.skipif(not ipv6_loopback(), reason="this machine has no ::1")
+
+
+@needs_ipv6
+def test_a_localhost_redirect_holds_the_ipv6_loopback_too():
+    port = free_port()
+    with socket.create_server(("::1", port), family=socket.AF_INET6) as squatter:
+        squatter.listen(1)
+        with pytest.raises(LoginError, match=rf"Cannot listen on \[::1\]:{port}") as caught:
+            CallbackServer(LoopbackRedirect.parse(f"http://localhost:{port}/"), "s")
+    assert "\n" not in str(caught.value)
+    # The IPv4 half was released again: the next login can use the port.
+    with CallbackServer(LoopbackRedirect.parse(f"http://localhost:{port}/"), "s") as server:
+        # A browser that resolves localhost to ::1 reaches the login.
+        status, _ = visit(f"http://[::1]:{port}/?code=c&state=s")
+        assert status == 200
+        assert server.wait(5) == Redirect(code="c", state="s")
+
+
+@needs_ipv6
+def test_a_127_0_0_1_redirect_listens_on_ipv4_only():
+    port = free_port()
+    with socket.create_server(("::1", port), family=socket.AF_INET6) as other:
+        other.listen(1)
+        with CallbackServer(LoopbackRedirect.parse(f"http://127.0.0.1:{port}/"), "s") as server:
+            assert server.addresses == ["127.0.0.1"]
+
+
+def test_without_an_ipv6_loopback_localhost_listens_on_ipv4(monkeypatch):
+    # ::2 is not an address of this machine: binding it fails like ::1 where IPv6 is off.
+    bindings = {**login.LOOPBACK_BINDINGS}
+    bindings["localhost"] = (("127.0.0.1", socket.AF_INET), ("::2", socket.AF_INET6))
+    monkeypatch.setattr(login, "LOOPBACK_BINDINGS", bindings)
+    port = free_port()
+    with CallbackServer(LoopbackRedirect.parse(f"http://localhost:{port}/"), "s") as server:
+        assert server.addresses == ["127.0.0.1"]
+        assert visit(f"http://127.0.0.1:{port}/?code=c&state=s")[0] == 200
+        assert server.wait(5) == Redirect(code="c", state="s")
+
+
+def idle_connections(port: int, count: int) -> list[socket.socket]:
+    """Clients that connect and never send a request (a slowloris at rest)."""
+    opened = []
+    for _ in range(count):
+        client = socket.create_connection(("127.0.0.1", port), timeout=5)
+        opened.append(client)
+    return opened
+
+
+def test_idle_connections_neither_pile_up_threads_nor_block_the_login(monkeypatch):
+    monkeypatch.setattr(CallbackServer, "connection_seconds", 1.0, raising=False)
+    port = free_port()
+    before = threading.active_count()
+    with CallbackServer(LoopbackRedirect.parse(f"http://localhost:{port}/"), "s") as server:
+        clients = idle_connections(port, 3 * MAX_CALLBACK_CONNECTIONS)
+        try:
+            time.sleep(0.5)
+            handler_threads = threading.active_count() - before - 1  # minus the accept loop
+            assert handler_threads <= MAX_CALLBACK_CONNECTIONS
+            started = time.monotonic()
+            status, _ = visit(f"http://127.0.0.1:{port}/?code=c&state=s")
+            assert status == 200
+            assert server.wait(30) == Redirect(code="c", state="s")
+            # Waited for slots to free up, each idle client having one second.
+            assert time.monotonic() - started < 15
+        finally:
+            for client in clients:
+                client.close()
+
+
+def test_a_client_sending_one_byte_at_a_time_is_cut_off(monkeypatch):
+    monkeypatch.setattr(CallbackServer, "connection_seconds", 1.0, raising=False)
+    port = free_port()
+    with (
+        CallbackServer(LoopbackRedirect.parse(f"http://localhost:{port}/"), "s"),
+        socket.create_connection(("127.0.0.1", port), timeout=5) as client,
+    ):
+        started = time.monotonic()
+        cut_off = False
+        # Each byte comes well within the per-read timeout; only a deadline stops it.
+        while not cut_off and time.monotonic() - started < 8:
+            try:
+                client.sendall(b"a")
+                readable, _, _ = select.select([client], [], [], 0.1)
+                cut_off = bool(readable) and client.recv(1024) == b""
+            except OSError:
+                cut_off = True
+        elapsed = time.monotonic() - started
+    assert cut_off
+    assert elapsed < 5
 
 
 def test_callback_server_on_a_busy_port_is_one_line():
@@ -227,6 +384,34 @@ def test_no_browser_login_in_process(client, sandbox):
     tokens = no_browser_login(client, read_line=paste, echo=lambda _: None, show_url=shown.append)
     assert tokens.refresh_token in sandbox.oauth.refresh_tokens
     assert [call["status"] for call in code_calls(sandbox)] == [200]
+
+
+# --- the client secret from stdin --------------------------------------------------------
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_client_secret_from_a_terminal_is_asked_for_without_echo(monkeypatch):
+    prompts: list[str] = []
+
+    def hidden_prompt(prompt: str) -> str:
+        prompts.append(prompt)
+        return " typed-secret \n"
+
+    monkeypatch.setattr(getpass, "getpass", hidden_prompt)
+    terminal = _Terminal("the pasted redirect\n")
+    assert read_client_secret(terminal) == "typed-secret"
+    assert prompts == ["Client secret (not shown): "]
+    assert terminal.readline() == "the pasted redirect\n"  # left for --no-browser
+
+
+def test_client_secret_from_a_pipe_takes_only_the_first_line():
+    piped = io.StringIO("piped-secret\nhttp://localhost:1/?code=c&state=s\n")
+    assert read_client_secret(piped) == "piped-secret"
+    assert piped.readline().startswith("http://localhost:1/")
+    with pytest.raises(ConfigError, match="no client secret on the first line of stdin"):
+        read_client_secret(io.StringIO(""))
 
 
 # --- command line usage errors ------------------------------------------------------------
