@@ -145,11 +145,11 @@ def send_transport_fault(handler: BaseHTTPRequestHandler, kind: str, params: dic
     if kind == "redirect":
         status = int(params.get("status", 307))
         location = str(params["location"]).rstrip("/") + handler.path
-        head = (
+        answer = (
             f"HTTP/1.1 {status} Redirect\r\nLocation: {location}\r\n"
             "Content-Type: text/plain\r\nContent-Length: 0\r\n\r\n"
         )
-        wfile.write(head.encode("latin-1"))
+        wfile.write(answer.encode("latin-1"))
         return
     if kind == "drip":
         interval = float(params.get("interval", 0.5))
