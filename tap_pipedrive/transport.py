@@ -9,8 +9,8 @@ API calls and token calls both go through ``TransportSession.send``, which:
   CURL_CA_BUNDLE) as ``requests.get`` does; ``Session.send`` alone ignores it.
 - reads the body in pieces and stops past ``MAX_BODY_BYTES`` once decoded, so a huge body
   or a gzip bomb cannot exhaust memory.
-- ends the whole exchange at a deadline (the timeout it is given). A socket timeout only
-  bounds each read: a server sending one byte at a time would never trip it.
+- ends the whole exchange at a deadline (twice the timeout it is given). A socket timeout
+  only bounds each read: a server sending one byte at a time would never trip it.
 
 The URL checks decide which hosts are trusted at all: https everywhere except loopback,
 no ``user:password@`` in a URL, and an ``api_domain`` only on Pipedrive or on a host the
@@ -45,8 +45,12 @@ MAX_BODY_BYTES = 128 << 20
 # Each piece is a trip through the GIL for the thread fetching it, and while the main
 # thread is busy writing records every trip can wait a whole switch interval.
 BODY_READ_SIZE = 1 << 20
+# The whole exchange may take this many times the timeout it is given. A silent server
+# trips the timeout of a single read first (and is reported as such); the deadline ends
+# the one that keeps every read busy with a trickle of bytes.
+DEADLINE_FACTOR = 2
 # When the caller gives no timeout (the SDK and the token calls always give one).
-DEFAULT_DEADLINE_SECONDS = 300.0
+DEFAULT_TIMEOUT_SECONDS = 300.0
 
 _PIPEDRIVE_COMPANY_HOST = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.pipedrive\.com")
 
@@ -81,7 +85,7 @@ class BodyTooLarge(PipedriveAPIError):
 
 
 class ResponseDeadlineExceeded(requests.exceptions.ReadTimeout):
-    """The whole exchange took longer than its timeout (retried like any timeout)."""
+    """The whole exchange outlasted its deadline (retried like any timeout)."""
 
 
 # --- URL checks --------------------------------------------------------------------------
@@ -188,13 +192,16 @@ class _Exchange:
         self.done = False
         self.expired = False
 
-    def expire(self) -> None:
+    def expire(self) -> bool:
+        """Mark the exchange as late and cut its connection; False if it has no socket yet."""
         self.expired = True
         sock = getattr(self.connection, "sock", None)
-        if sock is not None:
-            # Wakes the read blocked on this socket (it sees the end of the stream).
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
+        if sock is None:
+            return False  # still connecting (bounded by the connect timeout): look again soon
+        # Wakes the read blocked on this socket (it sees the end of the stream).
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)
+        return True
 
 
 class _Watchdog:
@@ -232,7 +239,10 @@ class _Watchdog:
                 if delay > 0:
                     self._cond.wait(delay)
                     continue
-                heapq.heappop(self._heap)[2].expire()
+                exchange = heapq.heappop(self._heap)[2]
+                if not exchange.expire():
+                    retry_at = time.monotonic() + 0.5
+                    heapq.heappush(self._heap, (retry_at, next(self._order), exchange))
 
 
 _WATCHDOG = _Watchdog()
@@ -329,11 +339,12 @@ class TransportSession(requests.Session):
 
 
 def _deadline_seconds(timeout: t.Any) -> float:
+    seconds = DEFAULT_TIMEOUT_SECONDS
     if isinstance(timeout, (int, float)) and timeout > 0:
-        return float(timeout)
-    if isinstance(timeout, tuple):
-        return float(sum(part for part in timeout if isinstance(part, (int, float))))
-    return DEFAULT_DEADLINE_SECONDS
+        seconds = float(timeout)
+    elif isinstance(timeout, tuple):
+        seconds = float(sum(part for part in timeout if isinstance(part, (int, float))))
+    return seconds * DEADLINE_FACTOR
 
 
 def _read_capped(response: requests.Response, exchange: _Exchange) -> bytes:

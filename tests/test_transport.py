@@ -395,15 +395,17 @@ def test_an_oversized_body_is_refused_with_bounded_memory(
     assert peak < RSS_BOUND, f"peak RSS {peak >> 20} MiB"
 
 
+@pytest.mark.parametrize("drip_from", ["start", "body"])
 def test_a_server_dripping_one_byte_at_a_time_is_stopped_by_the_deadline(
-    sandbox, api_config, tmp_path
+    sandbox, api_config, drip_from, tmp_path
 ):
     config = {**api_config, "request_timeout": 1, "max_retries": 2, "retry_base_seconds": 0}
     catalog = _users_catalog(config, tmp_path)
-    # Each byte comes well within the 1 s socket timeout; the whole answer takes a minute.
-    sandbox.faults.add("drip", path=USERS, count=None, interval=0.3)
+    # Each byte comes well within the 1 s socket timeout; the whole answer takes a minute,
+    # the deadline is 2 s.
+    sandbox.faults.add("drip", path=USERS, count=None, interval=0.3, **{"from": drip_from})
     result, seconds = _cli(config, "--catalog", str(catalog), tmp_path=tmp_path, timeout=90)
     line = _one_line(result)
     assert "Gave up after 2 attempts" in line and "ResponseDeadlineExceeded" in line
-    # Two attempts of one second each, plus start-up: nowhere near the drip's minute.
+    # Two attempts of two seconds each, plus start-up: nowhere near the drip's minute.
     assert seconds < 30

@@ -13,8 +13,8 @@ The transport faults are answers no real Pipedrive gives; ``sb.faults.add`` take
 * ``huge_body`` (``size``, ``delimited`` = ``"length"`` or ``"close"``): a 200 whose body
   is valid JSON padded with whitespace to ``size`` bytes.
 * ``gzip_bomb`` (``size``): the same padded body, gzip-encoded (about 1/1000 of ``size``).
-* ``drip`` (``interval``): a normal answer sent one byte every ``interval`` seconds,
-  status line and headers included.
+* ``drip`` (``interval``, ``from`` = ``"start"`` or ``"body"``): a normal answer sent one
+  byte every ``interval`` seconds, from the status line on or from the body on.
 """
 
 from __future__ import annotations
@@ -159,7 +159,9 @@ def send_transport_fault(handler: BaseHTTPRequestHandler, kind: str, params: dic
             f"Content-Length: {len(body)}\r\n\r\n"
         ).encode() + body
         handler.close_connection = True
-        for index in range(len(whole)):
+        start = len(whole) - len(body) if params.get("from") == "body" else 0
+        wfile.write(whole[:start])
+        for index in range(start, len(whole)):
             wfile.write(whole[index : index + 1])
             wfile.flush()
             time.sleep(interval)
