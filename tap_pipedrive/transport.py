@@ -325,6 +325,8 @@ class TransportSession(requests.Session):
             if 300 <= response.status_code < 400:
                 response.close()
                 raise RedirectRefused(response)
+            # Response.content's own cache (requests has no public setter): filled here in
+            # large pieces, capped, and read as usual by everything downstream.
             response._content = _read_capped(response, exchange)
         except requests.RequestException:
             if exchange.expired:
