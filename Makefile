@@ -9,7 +9,7 @@ export MELTANO_PROJECT_ROOT := $(CURDIR)
 # Keep pip's self-update nag out of every install log.
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: install lint format typecheck pytest test demo clean bench
+.PHONY: install lint format typecheck pytest test demo clean bench audit
 
 install: $(VENV)/.installed .meltano/.installed
 
@@ -47,6 +47,10 @@ pytest: install
 	MELTANO_BIN=$(CURDIR)/$(MELTANO) $(VENV)/bin/pytest $(PYTEST_ARGS)
 
 test: lint typecheck pytest
+
+# pip-audit over the installed .venv (see .ci/audit.py; CI runs it before the tests).
+audit: $(VENV)/.installed
+	$(PYTHON) .ci/audit.py
 
 # The benchmark suite (docs/benchmarks.md); BENCH_ARGS=--quick for a short run.
 bench: $(VENV)/.installed

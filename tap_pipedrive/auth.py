@@ -22,6 +22,7 @@ from singer_sdk.authenticators import (
 
 from tap_pipedrive.errors import ConfigError, PipedriveError, ReauthorizationRequired
 from tap_pipedrive.redact import SecretRedactor
+from tap_pipedrive.transport import RedirectRefused, TransportSession, host_of
 
 DEFAULT_OAUTH_URL = "https://oauth.pipedrive.com"
 # Refresh this many seconds before the access token expires, so a request that is
@@ -250,15 +251,28 @@ def request_tokens(
     if user_agent:
         headers["User-Agent"] = user_agent
     try:
-        response = requests.post(
-            token_url,
-            data=dict(form),
-            auth=(client_id, client_secret),
-            headers=headers,
-            timeout=timeout,
+        with TransportSession() as session:
+            response = session.post(
+                token_url,
+                data=dict(form),
+                auth=(client_id, client_secret),
+                headers=headers,
+                timeout=timeout,
+            )
+    except RedirectRefused as redirect:
+        # Following it would hand the refresh token or the login code to another host.
+        where = f"to {redirect.target}" if redirect.target else "without a Location"
+        msg = (
+            f"The OAuth token endpoint {host_of(token_url)} (oauth_url) answered "
+            f"{redirect.status}, a redirect {where}: not followed, tokens and codes go only "
+            "to the configured oauth_url; check the oauth_url setting"
         )
+        raise PipedriveError(msg) from None
     except requests.RequestException as exc:
-        msg = f"Could not reach the OAuth token endpoint {token_url}: {type(exc).__name__}"
+        msg = (
+            f"Could not reach the OAuth token endpoint {host_of(token_url)} (oauth_url): "
+            f"{type(exc).__name__}"
+        )
         raise PipedriveError(msg) from None
     try:
         body = response.json()

@@ -41,6 +41,7 @@ from tap_pipedrive.normalize import (
     to_date,
     to_rfc3339,
 )
+from tap_pipedrive.transport import TransportSession, host_of
 
 if t.TYPE_CHECKING:
     from singer_sdk.helpers.types import Context
@@ -154,24 +155,6 @@ def response_head(response: requests.Response) -> t.Any:
         }
         response._pipedrive_head = head  # type: ignore[attr-defined]
     return head
-
-
-# Response bodies are read in pieces of this size (requests itself reads 10 KB at a time).
-# Each piece is a trip through the GIL for the thread fetching it, and while the main
-# thread is busy writing records every trip can wait a whole switch interval.
-BODY_READ_SIZE = 1 << 20
-
-
-class WholeBodySession(requests.Session):
-    """A Session that reads each response body in a few large reads, not many small ones."""
-
-    def send(self, request: requests.PreparedRequest, **kwargs: t.Any) -> requests.Response:
-        if kwargs.get("stream"):
-            return super().send(request, **kwargs)
-        response = super().send(request, **{**kwargs, "stream": True})
-        # What Response.content does, with larger reads (same error mapping, same release).
-        response._content = b"".join(response.iter_content(BODY_READ_SIZE))
-        return response
 
 
 class CursorPaginator(BaseAPIPaginator["str | None"]):
@@ -322,8 +305,9 @@ class PipedriveStream(RESTStream[t.Any]):
 
     @property
     def requests_session(self) -> requests.Session:
-        if not isinstance(self._requests_session, WholeBodySession):
-            self._requests_session = WholeBodySession()
+        # No redirects, the proxy and CA environment, size and time caps (see transport.py).
+        if not isinstance(self._requests_session, TransportSession):
+            self._requests_session = TransportSession()
         return self._requests_session
 
     def _request(
@@ -350,7 +334,7 @@ class PipedriveStream(RESTStream[t.Any]):
         except requests.RequestException as exc:
             msg = (
                 f"Gave up after {self.backoff_max_tries()} attempts on stream {self.name}: "
-                f"{type(exc).__name__} talking to {urlparse(self.url_base).netloc}"
+                f"{type(exc).__name__} talking to {host_of(self.url_base)}"
             )
             raise PipedriveAPIError(msg) from None
 

@@ -41,6 +41,7 @@ from tap_pipedrive.auth import (
 from tap_pipedrive.errors import ConfigError, PipedriveError, ReauthorizationRequired
 from tap_pipedrive.redact import SecretRedactor
 from tap_pipedrive.token_store import FileTokenStore, TokenStoreError, atomic_write_json
+from tap_pipedrive.transport import check_url
 
 if t.TYPE_CHECKING:
     from collections.abc import Callable
@@ -105,12 +106,14 @@ class OAuthClient:
         if parts.scheme not in ("http", "https") or not parts.netloc:
             msg = f"redirect_uri must be an absolute http(s) URL, got {redirect_uri[:80]!r}"
             raise ConfigError(msg)
+        oauth_url = str(config.get("oauth_url") or DEFAULT_OAUTH_URL)
+        check_url("oauth_url", oauth_url)  # the code and the client secret go there
         SecretRedactor.register(str(config["client_secret"]))
         return cls(
             client_id=str(config["client_id"]),
             client_secret=str(config["client_secret"]),
             redirect_uri=redirect_uri,
-            oauth_url=str(config.get("oauth_url") or DEFAULT_OAUTH_URL).rstrip("/"),
+            oauth_url=oauth_url.rstrip("/"),
             timeout=float(config.get("request_timeout") or 60),
             user_agent=config.get("user_agent"),
         )

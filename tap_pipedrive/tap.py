@@ -11,7 +11,6 @@ import typing as t
 from datetime import datetime
 from functools import cached_property
 from pathlib import Path
-from urllib.parse import urlparse
 
 from singer_sdk import Tap
 from singer_sdk import typing as th
@@ -35,6 +34,7 @@ from tap_pipedrive.ratelimit import RateLimiter
 from tap_pipedrive.redact import SecretRedactor
 from tap_pipedrive.streams import STREAM_TYPES
 from tap_pipedrive.streams.custom_fields import read_field_definitions
+from tap_pipedrive.transport import check_api_domain, check_url
 
 if t.TYPE_CHECKING:
     from types import FrameType
@@ -301,10 +301,12 @@ class TapPipedrive(Tap):
     def _check_config(self) -> None:
         """Fail before any request on settings that cannot work."""
         resolve_auth_mode(self.config)
-        api_url = self.config.get("api_url")
-        if api_url and urlparse(api_url).scheme not in ("http", "https"):
-            msg = f"api_url must be an http(s) URL, got {api_url[:60]!r}"
-            raise ConfigError(msg)
+        # Where credentials may go: checked before the first request (see transport.py).
+        for setting in ("api_url", "oauth_url"):
+            if self.config.get(setting):
+                check_url(setting, self.config[setting])
+        if self.config.get("api_domain"):
+            check_api_domain(self.config["api_domain"], self.config)
         start_date = self.config.get("start_date")
         if start_date and not _is_iso_date_time(start_date):
             # The SDK's schema check does not look at formats: caught here, not mid-sync.
@@ -331,7 +333,9 @@ class TapPipedrive(Tap):
         """Scheme and host every API path hangs off."""
         url = self.config.get("api_url")
         if not url and isinstance(self.authenticator, PipedriveOAuthAuthenticator):
-            url = self.authenticator.api_domain
+            # From the token answer or the token store: checked like a configured one.
+            domain = self.authenticator.api_domain
+            url = check_api_domain(domain, self.config) if domain else None
         url = url or self.config.get("api_domain") or DEFAULT_API_URL
         return str(url).rstrip("/")
 

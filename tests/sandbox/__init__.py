@@ -26,7 +26,9 @@ Fault kinds (``sb.faults.add(kind, path=regex, count=1, after=0, **params)``): `
 ``malformed_json``, ``html_403``, ``expire_token``, ``invalid_grant`` (path ``/oauth/token``)
 and ``hostile`` with any of ``zero_dates``, ``null_objects``, ``unknown_fields``,
 ``long_strings``, ``nul_chars``, ``duplicate_ids``, ``empty_page_with_cursor`` set to true (or
-``what="a,b"``).  ``sb.faults.random_mix(seed, rate)`` adds random retriable faults.
+``what="a,b"``); the transport faults ``redirect``, ``huge_body``, ``gzip_bomb`` and ``drip``
+(see ``elsewhere.py``, which also has a server standing for a host the user did not
+configure).  ``sb.faults.random_mix(seed, rate)`` adds random retriable faults.
 
 Conventions worth knowing:
 

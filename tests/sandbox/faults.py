@@ -8,6 +8,8 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any
 
+from tests.sandbox.elsewhere import TRANSPORT_KINDS
+
 KINDS = (
     "burst_429",
     "daily_429",
@@ -19,6 +21,7 @@ KINDS = (
     "expire_token",
     "invalid_grant",
     "hostile",
+    *TRANSPORT_KINDS,
 )
 HOSTILE_MODES = (
     "zero_dates",
@@ -188,7 +191,7 @@ class FaultRegistry:
             return None
 
 
-TOKEN_CAPABLE = ("http_error", "slow", "reset", "invalid_grant")
+TOKEN_CAPABLE = ("http_error", "slow", "reset", "invalid_grant", "redirect")
 
 
 def _in_scope(fault: Fault, scope: str) -> bool:

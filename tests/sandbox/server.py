@@ -17,6 +17,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlsplit
 
+from tests.sandbox.elsewhere import TRANSPORT_KINDS, send_transport_fault
 from tests.sandbox.endpoints import ENDPOINTS, Endpoint
 from tests.sandbox.faults import Fault
 from tests.sandbox.listing import ApiError, dumps
@@ -374,6 +375,10 @@ class SandboxHandler(BaseHTTPRequestHandler):
             elif fault.kind == "expire_token":
                 sb.oauth.expire_access_tokens()
                 auth_kind, auth_ok = self._auth(query)
+            elif fault.kind in TRANSPORT_KINDS:
+                log(0)
+                send_transport_fault(self, fault.kind, fault.params)
+                return
             elif self._early_fault(fault, log):
                 return
         if sb.latency > 0:
@@ -537,6 +542,10 @@ class SandboxHandler(BaseHTTPRequestHandler):
                 self._send_json(
                     status, {"error": "server_error", "error_description": "Internal error"}
                 )
+                return
+            if fault.kind == "redirect":
+                sb.log_token_call(grant_type, int(fault.params.get("status", 307)), "redirect")
+                send_transport_fault(self, fault.kind, fault.params)
                 return
             if fault.kind == "slow":
                 time.sleep(float(fault.params.get("delay", 1.0)))
