@@ -68,11 +68,13 @@ def test_load_of_a_missing_store_is_none(store):
     assert not store.path.exists()
 
 
-def test_store_of_another_client_id_is_ignored(store, caplog):
+def test_store_of_another_client_id_is_neither_read_nor_lost(store):
     store.save(tokens())
     other = FileTokenStore(store.path, client_id="client-b")
     assert other.load() is None
-    assert "another OAuth client id" in caplog.text
+    other.save(tokens("refresh-of-b", "access-of-b"))
+    assert other.load().refresh_token == "refresh-of-b"
+    assert store.load().refresh_token == "refresh-one"
 
 
 def test_corrupt_store_is_a_one_line_error_not_a_fresh_start(store):
@@ -83,13 +85,16 @@ def test_corrupt_store_is_a_one_line_error_not_a_fresh_start(store):
     assert "\n" not in str(caught.value)
 
 
+ACME = "https://acme.pipedrive.com"
+
+
 def test_history_records_replaced_refresh_tokens_as_digests(store):
     store.save(tokens("first"))
     store.save(tokens("second"), replacing=["from-config"])
-    assert store.replaced("first")
-    assert store.replaced("from-config")
-    assert not store.replaced("second")
-    assert not store.replaced("never-seen")
+    assert store.replaced("first", api_domain=ACME)
+    assert store.replaced("from-config", api_domain=ACME)
+    assert not store.replaced("second", api_domain=ACME)
+    assert not store.replaced("never-seen", api_domain=ACME)
     text = store.path.read_text()
     # Only digests: the superseded tokens themselves are not kept.
     assert "first" not in text and "from-config" not in text
@@ -100,17 +105,17 @@ def test_history_forgets_a_token_that_becomes_current_again(store):
     store.save(tokens("one"))
     store.save(tokens("two"))
     store.save(tokens("one"))
-    assert not store.replaced("one")
-    assert store.replaced("two")
+    assert not store.replaced("one", api_domain=ACME)
+    assert store.replaced("two", api_domain=ACME)
 
 
 def test_history_is_bounded(store):
     for number in range(80):
         store.save(tokens(f"token-{number}"))
-    data = json.loads(store.path.read_text())
-    assert len(data["replaced_refresh_tokens"]) == 50
-    assert store.replaced("token-78")
-    assert not store.replaced("token-0")
+    (entry,) = json.loads(store.path.read_text())["authorizations"]
+    assert len(entry["replaced_refresh_tokens"]) == 50
+    assert store.replaced("token-78", api_domain=ACME)
+    assert not store.replaced("token-0", api_domain=ACME)
 
 
 def test_atomic_write_leaves_the_old_file_when_writing_fails(tmp_path, monkeypatch):

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import contextlib
 import html.parser
+import json
 import os
 import socket
 import subprocess
 import sys
 import threading
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -218,14 +220,35 @@ def occupied_port() -> Iterator[int]:
 
 def written_secrets(paths: Iterable[Path]) -> list[str]:
     """Token values found in JSON files the tap wrote (to add them to a ledger)."""
-    import json
-
     found = []
     for path in paths:
         if path.exists():
             data = json.loads(path.read_text())
-            found += [str(data[key]) for key in ("access_token", "refresh_token") if data.get(key)]
+            for item in data.get("authorizations", [data]):
+                found += [
+                    str(item[key]) for key in ("access_token", "refresh_token") if item.get(key)
+                ]
     return found
+
+
+def stored_entry(path: Path, api_domain: str | None = None) -> dict:
+    """The token store's one authorization, or the one of the company at ``api_domain``."""
+    entries = json.loads(path.read_text())["authorizations"]
+    if api_domain is None:
+        assert len(entries) == 1, [entry["api_domain"] for entry in entries]
+        return entries[0]
+    (entry,) = [entry for entry in entries if entry["api_domain"] == api_domain]
+    return entry
+
+
+def expire_stored_access_token(path: Path, api_domain: str | None = None) -> None:
+    """Make a stored access token look expired, as it is an hour after the last run."""
+    data = json.loads(path.read_text())
+    entry = stored_entry(path, api_domain)
+    for item in data["authorizations"]:
+        if item["api_domain"] == entry["api_domain"]:
+            item["expires_at"] = time.time() - 1
+    path.write_text(json.dumps(data))
 
 
 def catalog_for(sandbox, streams: set[str]) -> dict:
