@@ -114,40 +114,39 @@ def store_path_from_config(config: Mapping[str, t.Any]) -> Path:
 
 
 # --- what may be trusted on disk ----------------------------------------------------------
-def _refuse(what: str, path: Path, why: str) -> t.NoReturn:
-    msg = f"Refusing the token store {what} {path}: {why}"
+def _refuse(store: Path, subject: str, why: str) -> t.NoReturn:
+    """One line naming the store, the part of it at fault, and why."""
+    msg = f"Refusing the token store {store}: {subject} {why}"
     raise TokenStoreError(msg)
 
 
-def _check_owner_and_mode(what: str, path: Path, info: os.stat_result) -> None:
+def _check_owner_and_mode(store: Path, subject: str, path: Path, info: os.stat_result) -> None:
     """Only the user running the tap may own or change what the store trusts."""
     if info.st_uid != os.geteuid():
-        _refuse(what, path, f"it belongs to uid {info.st_uid}, not to you (uid {os.geteuid()})")
+        _refuse(store, subject, f"belongs to uid {info.st_uid}, not to you (uid {os.geteuid()})")
     if info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
         mode = stat.S_IMODE(info.st_mode)
         _refuse(
-            what,
-            path,
-            f"it is writable by other users (mode {mode:o}); "
+            store,
+            subject,
+            f"is writable by other users (mode {mode:o}); "
             f"run `chmod go-w {path}` or choose a private location",
         )
 
 
-def _check_directory(directory: Path) -> None:
+def _check_directory(store: Path, directory: Path) -> None:
     """The directory exists and only the user running the tap can change it."""
+    subject = f"its directory {directory}"
     try:
         link = os.lstat(directory)
-    except OSError as exc:
-        _refuse("directory", directory, str(exc.strerror))
-    if stat.S_ISLNK(link.st_mode) and link.st_uid != os.geteuid():
-        _refuse("directory", directory, f"it is a symbolic link made by uid {link.st_uid}")
-    try:
         info = directory.stat()
     except OSError as exc:
-        _refuse("directory", directory, str(exc.strerror))
+        _refuse(store, subject, f"cannot be read ({exc.strerror})")
+    if stat.S_ISLNK(link.st_mode) and link.st_uid != os.geteuid():
+        _refuse(store, subject, f"is a symbolic link made by uid {link.st_uid}")
     if not stat.S_ISDIR(info.st_mode):
-        _refuse("directory", directory, "it is not a directory")
-    _check_owner_and_mode("directory", directory, info)
+        _refuse(store, subject, "is not a directory")
+    _check_owner_and_mode(store, subject, directory, info)
 
 
 def ensure_private_directory(directory: Path) -> None:
@@ -173,19 +172,19 @@ def ensure_private_directory(directory: Path) -> None:
             level.chmod(0o700)
 
 
-def _check_open_file(what: str, path: Path, fd: int) -> None:
+def _check_open_file(store: Path, subject: str, path: Path, fd: int) -> None:
     info = os.fstat(fd)
     if not stat.S_ISREG(info.st_mode):
-        _refuse(what, path, "it is not a regular file")
-    _check_owner_and_mode(what, path, info)
+        _refuse(store, subject, "is not a regular file")
+    _check_owner_and_mode(store, subject, path, info)
 
 
-def _open_no_follow(what: str, path: Path, flags: int, mode: int = 0o600) -> int:
+def _open_no_follow(store: Path, subject: str, path: Path, flags: int) -> int:
     try:
-        return os.open(path, flags | _O_NOFOLLOW | _O_CLOEXEC, mode)
+        return os.open(path, flags | _O_NOFOLLOW | _O_CLOEXEC, 0o600)
     except OSError as exc:
         if exc.errno == errno.ELOOP:
-            _refuse(what, path, "it is a symbolic link")
+            _refuse(store, subject, "is a symbolic link")
         raise
 
 
@@ -218,6 +217,10 @@ class FileTokenStore:
     def __repr__(self) -> str:
         return f"FileTokenStore({str(self.path)!r})"
 
+    @property
+    def _lock_subject(self) -> str:
+        return f"its lock file {self.lock_path}"
+
     # --- locking -----------------------------------------------------------------
     @contextlib.contextmanager
     def locked(self) -> Iterator[None]:
@@ -240,12 +243,14 @@ class FileTokenStore:
         self._ensure_directory()
         try:
             # O_NOFOLLOW: a planted link must not make us create or open another file.
-            fd = _open_no_follow("lock file", self.lock_path, os.O_RDWR | os.O_CREAT)
+            fd = _open_no_follow(
+                self.path, self._lock_subject, self.lock_path, os.O_RDWR | os.O_CREAT
+            )
         except OSError as exc:
             msg = f"Cannot open the token store lock file {self.lock_path}: {exc.strerror}"
             raise TokenStoreError(msg) from None
         try:
-            _check_open_file("lock file", self.lock_path, fd)
+            _check_open_file(self.path, self._lock_subject, self.lock_path, fd)
         except TokenStoreError:
             os.close(fd)
             raise
@@ -270,7 +275,7 @@ class FileTokenStore:
 
     def _ensure_directory(self) -> None:
         ensure_private_directory(self.path.parent)
-        _check_directory(self.path.parent)
+        _check_directory(self.path, self.path.parent)
 
     def _file_path(self) -> Path:
         """The file to read and replace: the store path, or its target if it is a link.
@@ -288,9 +293,9 @@ class FileTokenStore:
         if not stat.S_ISLNK(link.st_mode):
             return self.path
         if link.st_uid != os.geteuid():
-            _refuse("file", self.path, f"it is a symbolic link made by uid {link.st_uid}")
+            _refuse(self.path, "it", f"is a symbolic link made by uid {link.st_uid}")
         target = self.path.resolve()
-        _check_directory(target.parent)
+        _check_directory(self.path, target.parent)
         return target
 
     # --- reading -----------------------------------------------------------------
@@ -298,18 +303,26 @@ class FileTokenStore:
         """Every entry of the file, whoever they belong to ([] when there is no file)."""
         if not os.path.lexists(self.path.parent):
             return []
-        _check_directory(self.path.parent)
+        _check_directory(self.path, self.path.parent)
         path = self._file_path()
+        subject = "it" if path == self.path else f"its target {path}"
         try:
-            fd = _open_no_follow("file", path, os.O_RDONLY)
+            fd = _open_no_follow(self.path, subject, path, os.O_RDONLY)
         except FileNotFoundError:
             return []
         except OSError as exc:
             msg = f"Cannot read the token store {path}: {exc.strerror}"
             raise TokenStoreError(msg) from None
-        with os.fdopen(fd, "rb") as handle:
-            _check_open_file("file", path, handle.fileno())
-            raw = handle.read()
+        try:
+            # Checked on the open file: what was checked is what is read.
+            _check_open_file(self.path, subject, path, fd)
+            with os.fdopen(fd, "rb", closefd=False) as handle:
+                raw = handle.read()
+        except OSError as exc:
+            msg = f"Cannot read the token store {path}: {exc.strerror}"
+            raise TokenStoreError(msg) from None
+        finally:
+            os.close(fd)
         try:
             data = json.loads(raw.decode("utf-8"))
         except ValueError:

@@ -83,7 +83,7 @@ def test_a_store_directory_writable_by_others_is_refused(tmp_path, directory_mod
     directory.chmod(directory_mode)
     with pytest.raises(TokenStoreError) as caught:
         store.load()
-    refused(caught, "directory", "writable by other users", str(directory))
+    refused(caught, f"its directory {directory} is writable by other users")
     with pytest.raises(TokenStoreError):
         store.save(tokens("refresh-two"))
 
@@ -94,7 +94,7 @@ def test_a_store_file_writable_by_others_is_refused(tmp_path):
     store.path.chmod(0o622)
     with pytest.raises(TokenStoreError) as caught:
         store.load()
-    refused(caught, "file", "writable by other users")
+    refused(caught, f"{store.path}: it is writable by other users")
 
 
 def test_a_store_file_of_another_user_is_refused(tmp_path, can_chown):
@@ -103,7 +103,7 @@ def test_a_store_file_of_another_user_is_refused(tmp_path, can_chown):
     os.chown(store.path, OTHER_UID, OTHER_UID)
     with pytest.raises(TokenStoreError) as caught:
         store.load()
-    refused(caught, "file", f"belongs to uid {OTHER_UID}")
+    refused(caught, f"{store.path}: it belongs to uid {OTHER_UID}")
 
 
 def test_a_store_directory_of_another_user_is_refused(tmp_path, can_chown):
@@ -112,7 +112,7 @@ def test_a_store_directory_of_another_user_is_refused(tmp_path, can_chown):
     os.chown(directory, OTHER_UID, OTHER_UID)
     with pytest.raises(TokenStoreError) as caught:
         store_at(directory / "tokens.json").save(tokens())
-    refused(caught, "directory", f"belongs to uid {OTHER_UID}")
+    refused(caught, f"its directory {directory} belongs to uid {OTHER_UID}")
 
 
 def test_a_lock_file_of_another_user_is_refused(tmp_path, can_chown):
@@ -121,7 +121,7 @@ def test_a_lock_file_of_another_user_is_refused(tmp_path, can_chown):
     os.chown(store.lock_path, OTHER_UID, OTHER_UID)
     with pytest.raises(TokenStoreError) as caught, store.locked():
         pass
-    refused(caught, "lock file", f"belongs to uid {OTHER_UID}")
+    refused(caught, f"its lock file {store.lock_path} belongs to uid {OTHER_UID}")
 
 
 def test_a_lock_file_symlink_is_refused_and_its_target_never_created(tmp_path):
@@ -131,7 +131,7 @@ def test_a_lock_file_symlink_is_refused_and_its_target_never_created(tmp_path):
     store.lock_path.symlink_to(chosen)
     with pytest.raises(TokenStoreError) as caught:
         store.save(tokens())
-    refused(caught, "lock file", "symbolic link")
+    refused(caught, f"its lock file {store.lock_path} is a symbolic link")
     assert not chosen.exists()
     assert not store.path.exists()
 
@@ -148,7 +148,7 @@ def test_a_store_symlink_made_by_another_user_is_refused_and_its_target_untouche
     os.lchown(store.path, OTHER_UID, OTHER_UID)
     with pytest.raises(TokenStoreError) as caught:
         store.save(tokens())
-    refused(caught, "file", "symbolic link made by uid")
+    refused(caught, f"{store.path}: it is a symbolic link made by uid {OTHER_UID}")
     assert precious.read_text() == '{"keep": "me"}'
 
 
@@ -237,7 +237,7 @@ def test_a_store_planted_by_another_user_is_never_adopted(sandbox, other_user):
         }
         with pytest.raises(TokenStoreError) as caught:
             sync(config, catalog_for(sandbox, {"currencies"}))
-        refused(caught, str(shared))
+        refused(caught, f"its directory {shared} is writable by other users")
         assert attacker.requests == []
 
 
@@ -257,6 +257,6 @@ def test_a_symlink_planted_by_another_user_is_refused_and_its_target_untouched(
     }
     with pytest.raises(TokenStoreError) as caught:
         TapPipedrive(config=config).authenticator.ensure_token()
-    refused(caught, str(shared))
+    refused(caught, f"its directory {shared} is writable by other users")
     assert not chosen.exists()
     assert sandbox.token_calls == []
