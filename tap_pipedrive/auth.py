@@ -156,6 +156,7 @@ class PipedriveOAuthAuthenticator(OAuthAuthenticator):
         self.refresh_count = 0
         # The company the config names; None when it leaves that to the tokens.
         self._declared_company = tokens.api_domain
+        self._refusal: str | None = None
         if store is not None:
             self._adopt_newer(store.load(tokens))
 
@@ -184,6 +185,9 @@ class PipedriveOAuthAuthenticator(OAuthAuthenticator):
     def ensure_token(self) -> str:
         """Return a usable access token, refreshing when needed."""
         with self._refresh_lock:
+            if self._refusal is not None:
+                # Every stream ends on the same line, and none refreshes again.
+                raise ConfigError(self._refusal)
             if not self.is_token_valid():
                 self.update_access_token()
             assert self.tokens.access_token  # set by update_access_token
@@ -210,27 +214,30 @@ class PipedriveOAuthAuthenticator(OAuthAuthenticator):
                 raise ReauthorizationRequired(msg)
             body = self._post_token_request(self.oauth_request_body)
             used_refresh_token = self.tokens.refresh_token
-            self.tokens = TokenSet.from_token_response(body, previous=self.tokens)
-            SecretRedactor.register(self.tokens.access_token, self.tokens.refresh_token)
+            fresh = TokenSet.from_token_response(body, previous=self.tokens)
+            SecretRedactor.register(fresh.access_token, fresh.refresh_token)
             self.refresh_count += 1
             if self._store is not None:
                 # Saved even when it is the wrong company: a rotated token must survive.
-                self._store.save(self.tokens, replacing=[used_refresh_token])
-            self._check_company()
+                self._store.save(fresh, replacing=[used_refresh_token])
+            # Checked before the tokens are taken: no request, in any thread, ever
+            # carries another company's access token.
+            self._check_company(fresh)
+            self.tokens = fresh
             # Keep the SDK's bookkeeping attributes meaningful for anything that reads them.
             self.access_token = self.tokens.access_token
             self.refresh_token = self.tokens.refresh_token
 
-    def _check_company(self) -> None:
-        answered = self.tokens.api_domain
+    def _check_company(self, fresh: TokenSet) -> None:
+        answered = fresh.api_domain
         declared = self._declared_company
         if declared and answered and not same_company(declared, answered):
-            msg = (
+            self._refusal = (
                 f"The refresh_token belongs to the company {answered[:80]}, but api_domain is "
                 f"set to {declared[:80]}: set api_domain to the company you mean, or run "
                 "`tap-pipedrive --login` for it"
             )
-            raise ConfigError(msg)
+            raise ConfigError(self._refusal)
 
     def _store_lock(self) -> t.ContextManager[None]:
         return self._store.locked() if self._store is not None else contextlib.nullcontext()

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from tap_pipedrive.auth import build_authenticator
 from tap_pipedrive.errors import ConfigError
-from tap_pipedrive.login import OAuthClient, new_state
 from tap_pipedrive.tap import TapPipedrive
 from tap_pipedrive.token_store import refresh_token_fingerprint, store_path_from_config
 from tests.support.oauth import (
@@ -25,7 +25,6 @@ from tests.support.oauth import (
     consent,
     expire_stored_access_token,
     refresh_calls,
-    run_tap_cli,
     stored_entry,
     sync,
     tap_command,
@@ -59,13 +58,21 @@ def app_settings(sandbox) -> dict:
 
 
 def login(config_file: Path, settings: dict, company: str | None) -> dict:
-    """`tap-pipedrive --oauth-exchange-code` for a consent given to ``company``."""
+    """`tap-pipedrive --login --no-browser --config FILE`, consenting for ``company``."""
     config_file.write_text(json.dumps(settings))
-    url = OAuthClient.from_config(settings).authorization_url(new_state())
-    result = run_tap_cli(
-        "--config", str(config_file), "--oauth-exchange-code", consent(url, "allow", company)
-    )
-    assert result.returncode == 0, result.stderr[-2000:]
+    with subprocess.Popen(
+        tap_command("--login", "--no-browser", "--config", str(config_file)),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=tap_env(),
+        cwd=REPO_ROOT,
+    ) as process:
+        assert process.stdout is not None
+        url = process.stdout.readline().strip()
+        _, err = process.communicate(consent(url, "allow", company) + "\n", timeout=120)
+    assert process.returncode == 0, err[-2000:]
     return json.loads(config_file.read_text())
 
 
@@ -219,7 +226,17 @@ def test_a_refresh_token_of_another_company_than_api_domain_ends_the_run(sandbox
     message = str(caught.value)
     assert f"belongs to the company {globex.url}" in message and "api_domain" in message
     assert "\n" not in message
-    assert globex.requests == []  # not one request with company B's tokens
+    assert globex.requests == []
+    # Not one request, in any thread, carried company B's tokens to company A.
+    assert [r.status for r in sandbox.requests if r.status == 401] == []
+    # Within a run the refusal stays: no second refresh, no token taken.
+    authenticator = build_authenticator({**config, "refresh_token": globex.issue_refresh_token()})
+    with pytest.raises(ConfigError, match="belongs to the company"):
+        authenticator.ensure_token()
+    with pytest.raises(ConfigError, match="belongs to the company"):
+        authenticator.ensure_token()
+    assert authenticator.tokens.access_token is None
+    assert len(refresh_calls(sandbox)) == 2
     # The refresh rotated company B's token: the new one is kept, in B's entry.
     store = store_path_from_config(settings)
     assert stored_entry(store, globex.url)["refresh_token"] in sandbox.oauth.refresh_tokens
