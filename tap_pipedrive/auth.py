@@ -228,6 +228,11 @@ class PipedriveOAuthAuthenticator(OAuthAuthenticator):
             self.access_token = self.tokens.access_token
             self.refresh_token = self.tokens.refresh_token
 
+    def take_login(self, tokens: TokenSet) -> None:
+        """Use the tokens of a login made during the run, if they are the config's company."""
+        self._check_company(tokens)
+        self.tokens = tokens
+
     def _check_company(self, fresh: TokenSet) -> None:
         answered = fresh.api_domain
         declared = self._declared_company
@@ -465,6 +470,6 @@ def build_authenticator(
         # Interactive use: authorize in the browser now, then carry on with the run.
         from tap_pipedrive.login import login_for_run
 
-        authenticator.tokens = login_for_run(config, store)
+        authenticator.take_login(login_for_run(config, store))
         return authenticator
     raise ConfigError(_no_refresh_token_message(config))

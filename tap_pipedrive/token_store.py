@@ -429,10 +429,6 @@ class FileTokenStore:
             return None
         return tokens
 
-    def companies(self) -> list[str]:
-        """The api_domain of every company this store holds tokens of, for this app."""
-        return [str(e.get("api_domain")) for e in self._read_file() if self._mine(e)]
-
     def replaced(self, refresh_token: str, *, api_domain: str | None) -> bool:
         """Whether the company's entry recorded this refresh token as superseded."""
         digest = refresh_token_fingerprint(refresh_token)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import re
 import subprocess
+import webbrowser
 from pathlib import Path
 
 import pytest
@@ -21,9 +22,11 @@ from tap_pipedrive.tap import TapPipedrive
 from tap_pipedrive.token_store import refresh_token_fingerprint, store_path_from_config
 from tests.support.oauth import (
     REPO_ROOT,
+    ScriptedBrowser,
     catalog_for,
     consent,
     expire_stored_access_token,
+    free_port,
     refresh_calls,
     stored_entry,
     sync,
@@ -255,3 +258,23 @@ def test_a_store_written_for_another_oauth_url_is_not_adopted(sandbox, tmp_path)
             TapPipedrive(config=elsewhere)
         assert other.token_calls == []
     assert sandbox.requests == []
+
+
+def test_a_browser_login_during_a_run_for_another_company_is_refused(sandbox, globex, monkeypatch):
+    """oauth_mode get_and_refresh: the config names company A, the user picks B."""
+    browser = ScriptedBrowser(company="globex")
+    monkeypatch.setattr(webbrowser, "open", browser)
+    config = {
+        **app_settings(sandbox),
+        "redirect_uri": f"http://localhost:{free_port()}/callback",
+        "oauth_mode": "get_and_refresh",
+        "api_domain": sandbox.url,
+    }
+    with pytest.raises(ConfigError, match=f"belongs to the company {re.escape(globex.url)}"):
+        sync(config, catalog_for(sandbox, STREAMS))
+    browser.join()
+    assert globex.requests == []
+    assert [r for r in sandbox.requests if r.auth_kind == "bearer"] == []
+    # The login is kept for company B, where a config for B will find it.
+    store = store_path_from_config(config)
+    assert stored_entry(store, globex.url)["refresh_token"] in sandbox.oauth.refresh_tokens
