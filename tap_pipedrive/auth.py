@@ -21,6 +21,7 @@ from singer_sdk.authenticators import (
 )
 
 from tap_pipedrive.errors import ConfigError, PipedriveError, ReauthorizationRequired
+from tap_pipedrive.identity import same_company
 from tap_pipedrive.redact import SecretRedactor
 from tap_pipedrive.transport import RedirectRefused, TransportSession, host_of
 
@@ -82,14 +83,14 @@ class TokenStore(t.Protocol):
     def locked(self) -> t.ContextManager[None]:
         """Hold an exclusive lock so that only one process refreshes at a time."""
 
-    def load(self) -> TokenSet | None:
-        """Return the stored tokens, if any."""
+    def load(self, current: TokenSet | None = None) -> TokenSet | None:
+        """Return the stored tokens that continue the authorization of ``current``."""
 
     def save(self, tokens: TokenSet, *, replacing: t.Iterable[str | None] = ()) -> None:
         """Persist tokens atomically; ``replacing`` names refresh tokens they supersede."""
 
-    def replaced(self, refresh_token: str) -> bool:
-        """Whether the store recorded this refresh token as superseded by its own."""
+    def replaced(self, refresh_token: str, *, api_domain: str | None) -> bool:
+        """Whether the company's stored tokens recorded this refresh token as superseded."""
 
 
 def store_is_newer(current: TokenSet, stored: TokenSet, store: TokenStore) -> bool:
@@ -103,8 +104,12 @@ def store_is_newer(current: TokenSet, stored: TokenSet, store: TokenStore) -> bo
     store has never seen comes from an authorization the store does not know about
     (a new login whose result was pasted into the config), so the config wins and
     the store follows it from the next refresh on.
+
+    Tokens of another company never win, whatever their age.
     """
     if not (stored.refresh_token or stored.access_token):
+        return False
+    if current.api_domain and not same_company(current.api_domain, stored.api_domain):
         return False
     if current.obtained_at is not None:
         return (stored.obtained_at or 0) > current.obtained_at
@@ -112,7 +117,7 @@ def store_is_newer(current: TokenSet, stored: TokenSet, store: TokenStore) -> bo
         return True
     if stored.refresh_token == current.refresh_token:
         return True
-    return store.replaced(current.refresh_token)
+    return store.replaced(current.refresh_token, api_domain=stored.api_domain)
 
 
 class PipedriveOAuthAuthenticator(OAuthAuthenticator):
@@ -121,6 +126,10 @@ class PipedriveOAuthAuthenticator(OAuthAuthenticator):
     Uses HTTP Basic client authentication and a form body, keeps a rotated refresh
     token and the ``api_domain`` of the company, refreshes ahead of expiry, and
     hands every new token set to the token store before the new access token is used.
+
+    The company is fixed by the config's ``api_domain`` when it has one, and by the
+    first token answer or stored entry otherwise: tokens of any other company are
+    never adopted, and a refresh that answers for another company ends the run.
     """
 
     def __init__(
@@ -146,8 +155,11 @@ class PipedriveOAuthAuthenticator(OAuthAuthenticator):
         # Streams may run in threads; one refresh at a time.
         self._refresh_lock = threading.RLock()
         self.refresh_count = 0
+        # The company the config names; None when it leaves that to the tokens.
+        self._declared_company = tokens.api_domain
+        self._refusal: str | None = None
         if store is not None:
-            self._adopt_newer(store.load())
+            self._adopt_newer(store.load(tokens))
 
     # --- state -----------------------------------------------------------------
     @property
@@ -174,6 +186,9 @@ class PipedriveOAuthAuthenticator(OAuthAuthenticator):
     def ensure_token(self) -> str:
         """Return a usable access token, refreshing when needed."""
         with self._refresh_lock:
+            if self._refusal is not None:
+                # Every stream ends on the same line, and none refreshes again.
+                raise ConfigError(self._refusal)
             if not self.is_token_valid():
                 self.update_access_token()
             assert self.tokens.access_token  # set by update_access_token
@@ -192,7 +207,7 @@ class PipedriveOAuthAuthenticator(OAuthAuthenticator):
         with self._refresh_lock, self._store_lock():
             # Another process may have refreshed while we waited for the lock: reuse
             # its tokens instead of burning (and possibly invalidating) ours.
-            stored = self._store.load() if self._store is not None else None
+            stored = self._store.load(self.tokens) if self._store is not None else None
             if self._adopt_newer(stored) and self.is_token_valid():
                 return
             if not self.tokens.refresh_token:
@@ -200,14 +215,35 @@ class PipedriveOAuthAuthenticator(OAuthAuthenticator):
                 raise ReauthorizationRequired(msg)
             body = self._post_token_request(self.oauth_request_body)
             used_refresh_token = self.tokens.refresh_token
-            self.tokens = TokenSet.from_token_response(body, previous=self.tokens)
-            SecretRedactor.register(self.tokens.access_token, self.tokens.refresh_token)
+            fresh = TokenSet.from_token_response(body, previous=self.tokens)
+            SecretRedactor.register(fresh.access_token, fresh.refresh_token)
             self.refresh_count += 1
             if self._store is not None:
-                self._store.save(self.tokens, replacing=[used_refresh_token])
+                # Saved even when it is the wrong company: a rotated token must survive.
+                self._store.save(fresh, replacing=[used_refresh_token])
+            # Checked before the tokens are taken: no request, in any thread, ever
+            # carries another company's access token.
+            self._check_company(fresh)
+            self.tokens = fresh
             # Keep the SDK's bookkeeping attributes meaningful for anything that reads them.
             self.access_token = self.tokens.access_token
             self.refresh_token = self.tokens.refresh_token
+
+    def take_login(self, tokens: TokenSet) -> None:
+        """Use the tokens of a login made during the run, if they are the config's company."""
+        self._check_company(tokens)
+        self.tokens = tokens
+
+    def _check_company(self, fresh: TokenSet) -> None:
+        answered = fresh.api_domain
+        declared = self._declared_company
+        if declared and answered and not same_company(declared, answered):
+            self._refusal = (
+                f"The refresh_token belongs to the company {answered[:80]}, but api_domain is "
+                f"set to {declared[:80]}: set api_domain to the company you mean, or run "
+                "`tap-pipedrive --login` for it"
+            )
+            raise ConfigError(self._refusal)
 
     def _store_lock(self) -> t.ContextManager[None]:
         return self._store.locked() if self._store is not None else contextlib.nullcontext()
@@ -364,15 +400,18 @@ def _store_has_tokens(config: Mapping[str, t.Any]) -> bool:
     # Imported here: the store module builds on this one.
     from tap_pipedrive.token_store import open_store
 
-    return open_store(config).load() is not None
+    return (
+        open_store(config).load(TokenSet(api_domain=config.get("api_domain") or None)) is not None
+    )
 
 
 def _no_refresh_token_message(config: Mapping[str, t.Any]) -> str:
     from tap_pipedrive.token_store import store_path_from_config
 
+    company = f" for {str(config['api_domain'])[:80]}" if config.get("api_domain") else ""
     return (
         "OAuth is configured without a refresh_token and the token store "
-        f"{store_path_from_config(config)} holds none: run `tap-pipedrive --login` (or "
+        f"{store_path_from_config(config)} holds none{company}: run `tap-pipedrive --login` (or "
         "`meltano invoke tap-pipedrive:login`) to authorize, set refresh_token, or set "
         "oauth_mode to get_and_refresh"
     )
@@ -445,6 +484,6 @@ def build_authenticator(
         # Interactive use: authorize in the browser now, then carry on with the run.
         from tap_pipedrive.login import login_for_run
 
-        authenticator.tokens = login_for_run(config, store)
+        authenticator.take_login(login_for_run(config, store))
         return authenticator
     raise ConfigError(_no_refresh_token_message(config))

@@ -39,6 +39,7 @@ from tap_pipedrive.auth import (
     request_tokens,
 )
 from tap_pipedrive.errors import ConfigError, PipedriveError, ReauthorizationRequired
+from tap_pipedrive.identity import same_company
 from tap_pipedrive.redact import SecretRedactor
 from tap_pipedrive.token_store import FileTokenStore, TokenStoreError, atomic_write_json
 from tap_pipedrive.transport import check_url
@@ -656,9 +657,10 @@ def save_login(
     """Persist a login's tokens: the store first (it is what runs rely on), then the file.
 
     The config's previous refresh token is recorded as replaced, so runs whose config
-    still carries it (Meltano's settings, an old file) take the new tokens from the store.
+    still carries it (Meltano's settings, an old file) take the new tokens from the store;
+    not when the config names another company, whose tokens this login does not retire.
     """
-    store.save(tokens, replacing=[config.get("refresh_token")])
+    store.save(tokens, replacing=superseded_by_login(config, tokens))
     written = None
     if config_file is not None:
         config_file = config_file.absolute()
@@ -666,6 +668,14 @@ def save_login(
             config_file, {**(extra_settings or {}), **token_settings(tokens)}
         )
     return LoginResult(tokens=tokens, store_path=store.path, config_file=written)
+
+
+def superseded_by_login(config: Mapping[str, t.Any], tokens: TokenSet) -> list[str | None]:
+    """The config's refresh token, when this login is a new authorization of its company."""
+    declared = config.get("api_domain")
+    if declared and not same_company(str(declared), tokens.api_domain):
+        return []
+    return [config.get("refresh_token")]
 
 
 def login_for_run(config: Mapping[str, t.Any], store: t.Any) -> TokenSet:
@@ -679,5 +689,5 @@ def login_for_run(config: Mapping[str, t.Any], store: t.Any) -> TokenSet:
     if isinstance(store, FileTokenStore):
         LOGGER.info("%s", save_login(tokens, config=config, store=store).describe())
     else:
-        store.save(tokens, replacing=[config.get("refresh_token")])
+        store.save(tokens, replacing=superseded_by_login(config, tokens))
     return tokens

@@ -95,7 +95,8 @@ CONFIG_SCHEMA = th.PropertiesList(
         th.StringType,
         title="Company API domain",
         description="The company host returned by OAuth (written by `--login`), e.g. "
-        "https://mycompany.pipedrive.com. Used when api_url is not set.",
+        "https://mycompany.pipedrive.com. Used when api_url is not set. With OAuth it also "
+        "names the company whose stored tokens this config may use.",
     ),
     th.Property(
         "start_date",
@@ -132,9 +133,10 @@ CONFIG_SCHEMA = th.PropertiesList(
         "oauth_settings_location",
         th.StringType,
         title="OAuth token store",
-        description="File that keeps the newest OAuth tokens between runs (mode 0600, locked "
-        "while refreshing). Default: a per-user data directory keyed by client_id; under "
-        "Meltano, <project>/.meltano/tap-pipedrive/oauth/.",
+        description="File that keeps the newest OAuth tokens between runs, one entry per "
+        "company (mode 0600 in a private directory, locked while refreshing). Default: a "
+        "per-user data directory keyed by client_id; under Meltano, "
+        "<project>/.meltano/tap-pipedrive/oauth/.",
     ),
     th.Property(
         "redirect_uri",

@@ -24,6 +24,7 @@ from tests.support.oauth import (
     occupied_port,
     refresh_calls,
     run_tap_cli,
+    stored_entry,
     tap_command,
     tap_env,
     visit,
@@ -127,7 +128,7 @@ def test_no_browser_login_through_stdin_writes_config_and_store(
     assert sandbox.oauth.access_valid(written["access_token"])
     assert mode(config_file) == 0o600
     store = store_path_from_config(base_config)
-    assert json.loads(store.read_text())["refresh_token"] == written["refresh_token"]
+    assert stored_entry(store)["refresh_token"] == written["refresh_token"]
     assert mode(store) == 0o600
     # The summary names the company, the scopes and the files; never a secret.
     assert sandbox.url in out and "deals:read" in out
@@ -269,7 +270,7 @@ def test_exchange_helper_can_hand_the_tokens_to_a_web_app(sandbox, config_file, 
     )
     assert result.returncode == 0, result.stderr
     body = json.loads(result.stdout)
-    stored = json.loads(store_path_from_config(base_config).read_text())
+    stored = stored_entry(store_path_from_config(base_config))
     assert body["refresh_token"] == stored["refresh_token"]
     assert body["access_token"] == stored["access_token"]
     # Asked for on stdout only; the log never carries them.
@@ -289,7 +290,7 @@ def test_refresh_helper_refreshes_now_and_keeps_the_rotated_token(
     assert body["refreshed"] is True
     assert body["api_domain"] == sandbox.url
     assert [call["status"] for call in refresh_calls(sandbox)] == [200]
-    stored = json.loads(store_path_from_config(base_config).read_text())
+    stored = stored_entry(store_path_from_config(base_config))
     assert stored["refresh_token"] in sandbox.oauth.refresh_tokens
     assert stored["refresh_token"] != login_refresh_token  # rotated, and kept
     assert refresh_token_fingerprint(login_refresh_token) in stored["replaced_refresh_tokens"]

@@ -28,6 +28,7 @@ from tests.support.oauth import (
     code_calls,
     error_lines,
     free_port,
+    stored_entry,
     tap_command,
     tap_env,
 )
@@ -156,7 +157,7 @@ def test_login_in_headless_chromium_allow(sandbox, config_file, chromium, secret
     assert config["api_domain"] == sandbox.url
     assert config["token_expires_at"].endswith("Z")
     store = store_path_from_config(config)
-    assert json.loads(store.read_text())["refresh_token"] == config["refresh_token"]
+    assert stored_entry(store)["refresh_token"] == config["refresh_token"]
     assert stat.S_IMODE(store.stat().st_mode) == 0o600
     assert [call["status"] for call in code_calls(sandbox)] == [200]
     assert f"Authorized tap-pipedrive for {sandbox.url}" in out

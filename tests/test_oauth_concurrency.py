@@ -12,6 +12,7 @@ from tests.support.oauth import (
     REPO_ROOT,
     catalog_for,
     refresh_calls,
+    stored_entry,
     tap_command,
     tap_env,
     written_secrets,
@@ -60,7 +61,7 @@ def test_concurrent_processes_share_one_refresh(sandbox, tmp_path, secret_ledger
     # One refresh for both processes; with rotation, a second one would have used a
     # refresh token that the first had already spent.
     assert [call["status"] for call in refresh_calls(sandbox)] == [200]
-    stored = json.loads(store_path_from_config(config).read_text())
+    stored = stored_entry(store_path_from_config(config))
     assert set(sandbox.oauth.refresh_tokens) == {stored["refresh_token"]}
     assert refresh_token_fingerprint(config["refresh_token"]) in stored["replaced_refresh_tokens"]
     if second == "sync":

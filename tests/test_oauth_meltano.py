@@ -10,14 +10,21 @@ from __future__ import annotations
 import contextlib
 import json
 import subprocess
-import time
 import uuid
 
 import pytest
 
 from tap_pipedrive.token_store import default_store_path, refresh_token_fingerprint
 from tests.support.meltano import REPO_ROOT
-from tests.support.oauth import SecretLedger, code_calls, consent, free_port, refresh_calls
+from tests.support.oauth import (
+    SecretLedger,
+    code_calls,
+    consent,
+    expire_stored_access_token,
+    free_port,
+    refresh_calls,
+    stored_entry,
+)
 
 
 @pytest.fixture
@@ -81,7 +88,7 @@ def test_meltano_login_then_scheduled_runs_with_rotation(meltano, meltano_sandbo
     assert [call["status"] for call in code_calls(sandbox)] == [200]
     assert (
         refresh_token_fingerprint(stale_refresh_token)
-        in json.loads(store.read_text())["replaced_refresh_tokens"]
+        in stored_entry(store)["replaced_refresh_tokens"]
     )
 
     def scheduled_run() -> None:
@@ -103,12 +110,10 @@ def test_meltano_login_then_scheduled_runs_with_rotation(meltano, meltano_sandbo
     for _ in range(2):
         # An hour later the access token has expired: refresh, rotate, persist.
         sandbox.advance_clock(3600)
-        data = json.loads(store.read_text())
-        data["expires_at"] = time.time() - 1
-        store.write_text(json.dumps(data))
+        expire_stored_access_token(store)
         scheduled_run()
     assert [call["status"] for call in refresh_calls(sandbox)] == [200, 200]
     assert set(sandbox.oauth.refresh_tokens) - {stale_refresh_token} == {
-        json.loads(store.read_text())["refresh_token"]
+        stored_entry(store)["refresh_token"]
     }
     ledger.assert_absent(*outputs)

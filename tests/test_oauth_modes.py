@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import stat
-import time
 import webbrowser
 
 import pytest
@@ -17,9 +16,11 @@ from tests.support.oauth import (
     ScriptedBrowser,
     catalog_for,
     code_calls,
+    expire_stored_access_token,
     free_port,
     record_count,
     refresh_calls,
+    stored_entry,
     sync,
 )
 
@@ -52,16 +53,13 @@ def no_browser(monkeypatch):
 
 
 def stored(config) -> dict:
-    return json.loads(store_path_from_config(config).read_text())
+    return stored_entry(store_path_from_config(config))
 
 
 def time_passes(sandbox, config, seconds=3600):
     """An hour goes by between scheduled runs: the stored access token has expired."""
     sandbox.advance_clock(seconds)
-    path = store_path_from_config(config)
-    data = json.loads(path.read_text())
-    data["expires_at"] = time.time() - 1
-    path.write_text(json.dumps(data))
+    expire_stored_access_token(store_path_from_config(config))
 
 
 def live_refresh_tokens(sandbox) -> set[str]:

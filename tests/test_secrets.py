@@ -251,6 +251,7 @@ def test_the_token_store_keeps_only_the_newest_tokens_and_its_directory_is_priva
     assert stat.S_IMODE(lock.stat().st_mode) & 0o077 == 0
     data = json.loads(store.read_text(encoding="utf-8"))
     # Replaced refresh tokens are remembered by digest only.
-    for digest in data.get("replaced_refresh_tokens") or []:
-        assert len(digest) == 64 and digest not in printed.ledger.values
+    for entry in data["authorizations"]:
+        for digest in entry.get("replaced_refresh_tokens") or []:
+            assert len(digest) == 64 and digest not in printed.ledger.values
     assert os.path.getsize(store) < 20_000

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from tap_pipedrive.auth import TokenSet, store_is_newer
+from tap_pipedrive.errors import ConfigError
 from tap_pipedrive.token_store import (
     FileTokenStore,
     TokenStoreError,
@@ -68,11 +69,13 @@ def test_load_of_a_missing_store_is_none(store):
     assert not store.path.exists()
 
 
-def test_store_of_another_client_id_is_ignored(store, caplog):
+def test_store_of_another_client_id_is_neither_read_nor_lost(store):
     store.save(tokens())
     other = FileTokenStore(store.path, client_id="client-b")
     assert other.load() is None
-    assert "another OAuth client id" in caplog.text
+    other.save(tokens("refresh-of-b", "access-of-b"))
+    assert other.load().refresh_token == "refresh-of-b"
+    assert store.load().refresh_token == "refresh-one"
 
 
 def test_corrupt_store_is_a_one_line_error_not_a_fresh_start(store):
@@ -83,13 +86,16 @@ def test_corrupt_store_is_a_one_line_error_not_a_fresh_start(store):
     assert "\n" not in str(caught.value)
 
 
+ACME = "https://acme.pipedrive.com"
+
+
 def test_history_records_replaced_refresh_tokens_as_digests(store):
     store.save(tokens("first"))
     store.save(tokens("second"), replacing=["from-config"])
-    assert store.replaced("first")
-    assert store.replaced("from-config")
-    assert not store.replaced("second")
-    assert not store.replaced("never-seen")
+    assert store.replaced("first", api_domain=ACME)
+    assert store.replaced("from-config", api_domain=ACME)
+    assert not store.replaced("second", api_domain=ACME)
+    assert not store.replaced("never-seen", api_domain=ACME)
     text = store.path.read_text()
     # Only digests: the superseded tokens themselves are not kept.
     assert "first" not in text and "from-config" not in text
@@ -100,17 +106,17 @@ def test_history_forgets_a_token_that_becomes_current_again(store):
     store.save(tokens("one"))
     store.save(tokens("two"))
     store.save(tokens("one"))
-    assert not store.replaced("one")
-    assert store.replaced("two")
+    assert not store.replaced("one", api_domain=ACME)
+    assert store.replaced("two", api_domain=ACME)
 
 
 def test_history_is_bounded(store):
     for number in range(80):
         store.save(tokens(f"token-{number}"))
-    data = json.loads(store.path.read_text())
-    assert len(data["replaced_refresh_tokens"]) == 50
-    assert store.replaced("token-78")
-    assert not store.replaced("token-0")
+    (entry,) = json.loads(store.path.read_text())["authorizations"]
+    assert len(entry["replaced_refresh_tokens"]) == 50
+    assert store.replaced("token-78", api_domain=ACME)
+    assert not store.replaced("token-0", api_domain=ACME)
 
 
 def test_atomic_write_leaves_the_old_file_when_writing_fails(tmp_path, monkeypatch):
@@ -284,3 +290,100 @@ def test_timestamped_sets_are_ordered_by_obtained_at(store):
     assert store_is_newer(tokens("b", obtained_at=1000.0), stored, store)
     assert not store_is_newer(tokens("b", obtained_at=2000.0), stored, store)
     assert not store_is_newer(tokens("b", obtained_at=3000.0), stored, store)
+
+
+# --- one entry per authorization ----------------------------------------------------------
+GLOBEX = "https://globex.pipedrive.com"
+
+
+def test_a_login_for_another_company_never_retires_the_first_one(store):
+    store.save(tokens("acme-refresh"))
+    store.save(tokens("globex-refresh", api_domain=GLOBEX))
+    assert not store.replaced("acme-refresh", api_domain=ACME)
+    assert not store.replaced("acme-refresh", api_domain=GLOBEX)
+    acme_config = TokenSet(refresh_token="acme-refresh", api_domain=ACME)
+    assert store.load(acme_config).refresh_token == "acme-refresh"
+    # Without api_domain the refresh token alone finds its company.
+    assert store.load(config_tokens("acme-refresh")).api_domain == ACME
+    assert store.load(config_tokens("globex-refresh")).api_domain == GLOBEX
+
+
+def test_tokens_of_another_company_never_win(store):
+    store.save(tokens("globex-refresh", api_domain=GLOBEX), replacing=["acme-refresh"])
+    globex = store.load(config_tokens("globex-refresh"))
+    acme_config = TokenSet(refresh_token="acme-refresh", api_domain=ACME)
+    assert store.load(acme_config) is None
+    assert not store_is_newer(acme_config, globex, store)
+
+
+def test_a_token_another_company_holds_is_never_recorded_as_replaced(store):
+    store.save(tokens("acme-refresh"))
+    # A login for Globex from a config file that still carried Acme's refresh token.
+    store.save(tokens("globex-refresh", api_domain=GLOBEX), replacing=["acme-refresh"])
+    assert not store.replaced("acme-refresh", api_domain=GLOBEX)
+    assert store.load(config_tokens("acme-refresh")).api_domain == ACME
+
+
+def test_rotation_and_precedence_hold_within_each_company(store):
+    store.save(tokens("acme-1"))
+    store.save(tokens("globex-1", api_domain=GLOBEX))
+    store.save(tokens("acme-2"), replacing=["acme-1"])
+    store.save(tokens("globex-2", api_domain=GLOBEX), replacing=["globex-1"])
+    acme = store.load(config_tokens("acme-1"))
+    assert acme.refresh_token == "acme-2"
+    assert store_is_newer(config_tokens("acme-1"), acme, store)
+    assert not store_is_newer(config_tokens("globex-1"), acme, store)
+    assert store.load(config_tokens("globex-1")).refresh_token == "globex-2"
+    assert not store_is_newer(config_tokens("pasted-new-login"), acme, store)
+
+
+def test_without_refresh_token_several_companies_are_a_one_line_refusal(store):
+    store.save(tokens("acme-refresh"))
+    assert store.load().api_domain == ACME  # one company: no choice to make
+    store.save(tokens("globex-refresh", api_domain=GLOBEX))
+    with pytest.raises(ConfigError, match="several companies") as caught:
+        store.load()
+    assert "set api_domain" in str(caught.value) and "\n" not in str(caught.value)
+    assert store.load(TokenSet(api_domain=f"{GLOBEX.upper()}/")).refresh_token == "globex-refresh"
+
+
+def test_entries_belong_to_their_token_endpoint(store):
+    store.save(tokens())
+    elsewhere = FileTokenStore(store.path, client_id="client-a", oauth_url="http://127.0.0.1:9")
+    assert elsewhere.load() is None
+    assert elsewhere.load(config_tokens("refresh-one")) is None
+    elsewhere.save(tokens("other-endpoint"))
+    assert store.load().refresh_token == "refresh-one"
+
+
+def write_version_1(store: FileTokenStore, api_domain: str) -> None:
+    store.path.parent.mkdir(mode=0o700)
+    record = {
+        "version": 1,
+        "client_id": "client-a",
+        "access_token": "old-access",
+        "refresh_token": "old-refresh",
+        "expires_at": time.time() + 3600,
+        "api_domain": api_domain,
+        "replaced_refresh_tokens": [refresh_token_fingerprint("older-refresh")],
+    }
+    atomic_write_json(store.path, record)
+
+
+def test_a_version_1_store_of_a_pipedrive_company_is_read_and_upgraded(store):
+    write_version_1(store, ACME)
+    assert store.load().refresh_token == "old-refresh"
+    assert store.replaced("older-refresh", api_domain=ACME)
+    store.save(tokens("new-refresh"))
+    data = json.loads(store.path.read_text())
+    assert data["version"] == 2
+    (entry,) = data["authorizations"]
+    assert entry["oauth_url"] == "https://oauth.pipedrive.com"
+    assert store.replaced("old-refresh", api_domain=ACME)
+
+
+def test_a_version_1_store_of_any_other_host_is_a_one_line_refusal(store):
+    write_version_1(store, "http://127.0.0.1:4444")
+    with pytest.raises(TokenStoreError, match="older tap-pipedrive") as caught:
+        store.load()
+    assert "\n" not in str(caught.value) and "delete it" in str(caught.value)

@@ -10,6 +10,10 @@ Stdlib only, so it runs in any virtualenv::
         sb.expected_counts()        # records a full sync delivers, per stream
         sb.faults.add("burst_429", path=r"/api/v2/deals", count=2)
 
+Several companies behind one OAuth app: ``globex = sb.add_company("globex")`` starts another
+company (its own records, company id and name, API token and loopback port, which is the
+``api_domain`` its tokens answer with); the consent page then asks which company to authorize.
+
 Or from another process: ``python -m tests.sandbox --port 0`` prints the URL and serves until
 SIGTERM; the ``/_sandbox/*`` control plane exposes counts, datasets, mutations and faults.
 

@@ -13,8 +13,6 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from tests.sandbox.util import (
-    COMPANY_DOMAIN,
-    COMPANY_ID,
     CURRENCIES,
     DATA_END,
     DATA_START,
@@ -234,9 +232,9 @@ def user(world: World, rng: random.Random, row: Row, fmt: Fmt) -> dict[str, Any]
 def me(world: World, record: dict[str, Any]) -> dict[str, Any]:
     return {
         **record,
-        "company_id": COMPANY_ID,
-        "company_name": "Sandbox Company OÜ",
-        "company_domain": COMPANY_DOMAIN,
+        "company_id": world.company.id,
+        "company_name": world.company.name,
+        "company_domain": world.company.domain,
         "company_country": "EE",
         "company_industry": "Software",
         "language": {"language_code": "en", "country_code": "US"},

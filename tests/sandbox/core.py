@@ -15,7 +15,7 @@ from tests.sandbox.fields import v1_flat, v2_value
 from tests.sandbox.listing import Lister
 from tests.sandbox.oauth import OAuthState, _same
 from tests.sandbox.server import BurstLimiter, RequestRecord, SandboxServer
-from tests.sandbox.util import CLOCK_START, FORMATTERS, mix_seed
+from tests.sandbox.util import CLOCK_START, DEFAULT_COMPANY, FORMATTERS, Company, mix_seed
 
 FIELD_KEYS = ("name", "field_type", "options")
 # Entity names accepted by add_custom_field -> field set.
@@ -53,6 +53,7 @@ class Sandbox:
         burst_window: float = 2.0,
         daily_budget: int | None = None,
         port: int = 0,
+        company: Company = DEFAULT_COMPANY,
     ) -> None:
         if scale <= 0:
             raise ValueError(f"scale must be > 0, got {scale}")
@@ -64,6 +65,9 @@ class Sandbox:
         self.burst_limit = burst_limit
         self.daily_budget = daily_budget
         self.port = port
+        self.company = company
+        self.access_token_ttl = access_token_ttl
+        self.burst_window = burst_window
         # The sandbox's own credentials, for tests that configure a client against it.
         self.api_token = api_token
         self.client_id = client_id
@@ -73,7 +77,7 @@ class Sandbox:
         self._t0 = time.monotonic()
         self._clock_offset = 0.0
         self._last_stamp = 0
-        self.world = World(seed, scale)
+        self.world = World(seed, scale, company)
         self.dataset = Dataset(self.world)
         self.lister = Lister(self.world)
         self.faults = FaultRegistry()
@@ -85,7 +89,11 @@ class Sandbox:
             access_token_ttl,
             rotate_refresh_tokens,
             self._clock,
+            company.domain,
         )
+        self.oauth.companies[company.domain] = self
+        # Further companies behind this sandbox's OAuth server (see add_company).
+        self.other_companies: list[Sandbox] = []
         self.requests: list[RequestRecord] = []
         self.token_calls: list[dict[str, Any]] = []
         self.tokens_spent = 0
@@ -106,9 +114,58 @@ class Sandbox:
             daemon=True,
         )
         self._thread.start()
+        for other in self.other_companies:
+            other.start()
         return self
 
+    def add_company(
+        self,
+        domain: str,
+        *,
+        name: str | None = None,
+        company_id: int | None = None,
+        seed: int | None = None,
+    ) -> Sandbox:
+        """Another company the same OAuth app can be authorized for.
+
+        It has its own data (another seed, its own company id and name in the records
+        that carry them), its own API server on another loopback port (its
+        ``api_domain``) and its own API token, and it shares this sandbox's OAuth
+        server and client: the consent page then asks which company to authorize,
+        and each company's API accepts only its own access tokens.
+        """
+        if domain in self.oauth.companies:
+            raise ValueError(f"the sandbox already has a company {domain!r}")
+        number = len(self.other_companies) + 1
+        company = Company(
+            id=company_id if company_id is not None else self.company.id + number,
+            name=name or f"{domain.replace('-', ' ').title()} Ltd",
+            domain=domain,
+        )
+        other = Sandbox(
+            seed=seed if seed is not None else mix_seed(self.seed, domain) % 1_000_000,
+            scale=self.scale,
+            api_token=f"{self._api_token}-{domain}",
+            client_id=self.client_id,
+            client_secret=self.client_secret,
+            access_token_ttl=self.access_token_ttl,
+            latency=self.latency,
+            burst_limit=self.burst_limit,
+            burst_window=self.burst_window,
+            daily_budget=self.daily_budget,
+            company=company,
+        )
+        # One OAuth server for every company: codes and tokens live here.
+        other.oauth = self.oauth
+        self.oauth.companies[domain] = other
+        self.other_companies.append(other)
+        if self._server is not None:
+            other.start()
+        return other
+
     def stop(self) -> None:
+        for other in self.other_companies:
+            other.stop()
         server, self._server = self._server, None
         if server is not None:
             server.shutdown()
@@ -150,7 +207,8 @@ class Sandbox:
         return _same(token, self._api_token)
 
     def issue_refresh_token(self) -> str:
-        return self.oauth.issue_refresh_token()
+        """A valid refresh token of this company."""
+        return self.oauth.issue_refresh_token(self.company.domain)
 
     def expire_access_tokens(self) -> None:
         self.oauth.expire_access_tokens()

@@ -23,7 +23,15 @@ from typing import Any
 
 from tests.sandbox import builders, secondary
 from tests.sandbox.fields import FieldDef, FieldRegistry, builtin_type, v1_flat, v2_value
-from tests.sandbox.util import DATA_END, DATA_START, FORMATTERS, mix_seed, uuid_from
+from tests.sandbox.util import (
+    DATA_END,
+    DATA_START,
+    DEFAULT_COMPANY,
+    FORMATTERS,
+    Company,
+    mix_seed,
+    uuid_from,
+)
 
 SHAPES: dict[str, Any] = json.loads(
     Path(__file__).with_name("shapes.json").read_text(encoding="utf-8")
@@ -293,9 +301,10 @@ class ChildTable:
 class World:
     """Everything the sandbox serves, built from (seed, scale)."""
 
-    def __init__(self, seed: int, scale: float) -> None:
+    def __init__(self, seed: int, scale: float, company: Company = DEFAULT_COMPANY) -> None:
         self.seed = seed
         self.scale = scale
+        self.company = company
         self.lock = threading.RLock()
         self.plans: dict[str, builders.Plan] = {}
         for key, shape in SHAPES.items():

@@ -1,4 +1,10 @@
-"""OAuth 2.0 authorization-code flow as Pipedrive runs it (authorize, token, revoke)."""
+"""OAuth 2.0 authorization-code flow as Pipedrive runs it (authorize, token, revoke).
+
+One OAuth server serves every company of the sandbox: the consent page lets the user
+pick the company (when there are several), and every code, refresh token and access
+token belongs to the company it was granted for. The token answer's ``api_domain``
+is that company's own server.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +15,7 @@ import secrets
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import urlencode, urlsplit
 
 CODE_LIFETIME = 300.0
@@ -30,11 +36,21 @@ class OAuthError(Exception):
         return {"error": self.error, "error_description": self.description}
 
 
+class CompanyServer(Protocol):
+    """What the OAuth server needs to know of a company's API server."""
+
+    @property
+    def url(self) -> str: ...
+
+    def check_api_token(self, token: str) -> bool: ...
+
+
 @dataclass
 class AuthCode:
     client_id: str
     redirect_uri: str
     issued_at: float
+    company: str
     used: bool = False
 
 
@@ -42,6 +58,13 @@ class AuthCode:
 class AccessToken:
     refresh_token: str | None
     expires_at: float
+    company: str
+
+
+@dataclass(frozen=True)
+class RefreshGrant:
+    client_id: str
+    company: str
 
 
 class OAuthState:
@@ -55,6 +78,7 @@ class OAuthState:
         access_token_ttl: float,
         rotate_refresh_tokens: bool,
         clock: Callable[[], float],
+        company: str = "sandbox-company",
     ) -> None:
         self.client_id = client_id
         self.client_secret = client_secret
@@ -65,7 +89,14 @@ class OAuthState:
         self.lock = threading.Lock()
         self.codes: dict[str, AuthCode] = {}
         self.access_tokens: dict[str, AccessToken] = {}
-        self.refresh_tokens: dict[str, str] = {}  # token -> client_id
+        self.refresh_tokens: dict[str, RefreshGrant] = {}
+        # Company subdomain -> its API server; the first one is the default company.
+        self.default_company = company
+        self.companies: dict[str, CompanyServer] = {}
+
+    def api_domain_of(self, company: str) -> str | None:
+        server = self.companies.get(company)
+        return server.url if server is not None else None
 
     # ---- authorize -------------------------------------------------------------------------
     def authorize_page(self, query: dict[str, str]) -> tuple[int, str]:
@@ -79,8 +110,14 @@ class OAuthState:
             f'<input type="hidden" name="{name}" value="{html.escape(query.get(name, ""))}">'
             for name in ("client_id", "redirect_uri", "state")
         )
+        if len(self.companies) > 1:
+            options = "".join(
+                f'<option value="{html.escape(name)}">{html.escape(name)}</option>'
+                for name in self.companies
+            )
+            hidden += f'<label>Company <select name="company">{options}</select></label>'
         body = (
-            "<p>Sandbox Company OÜ wants read access to your Pipedrive data.</p>"
+            "<p>An app wants read access to your Pipedrive data.</p>"
             f'<form method="post" action="/oauth/authorize/decision">{hidden}'
             '<button type="submit" id="allow" name="decision" value="allow">Allow</button> '
             '<button type="submit" id="deny" name="decision" value="deny">Deny</button>'
@@ -94,11 +131,14 @@ class OAuthState:
         redirect_uri = form.get("redirect_uri", "")
         if client_id != self.client_id or not _valid_redirect(redirect_uri):
             return 400, _page("Invalid request", "<p>Unknown client or redirect_uri.</p>")
+        company = form.get("company") or self.default_company
+        if self.companies and company not in self.companies:
+            return 400, _page("Invalid request", "<p>Unknown company.</p>")
         params: dict[str, str] = {}
         if form.get("decision") == "allow":
             code = secrets.token_urlsafe(24)
             with self.lock:
-                self.codes[code] = AuthCode(client_id, redirect_uri, self.clock())
+                self.codes[code] = AuthCode(client_id, redirect_uri, self.clock(), company)
             params["code"] = code
         else:
             params["error"] = "user_denied"
@@ -140,9 +180,10 @@ class OAuthState:
             if grant_type == "refresh_token":
                 return self._refresh_grant(form)
             if grant_type == "exchange_api_token":
-                if not _same(form.get("api_token", ""), self.api_token):
+                company = self._company_of_api_token(form.get("api_token", ""))
+                if company is None:
                     raise OAuthError(400, "invalid_grant", "Invalid API token")
-                return self._issue(None)
+                return self._issue(None, company)
         if not grant_type:
             raise OAuthError(400, "invalid_request", "grant_type is required")
         raise OAuthError(400, "unsupported_grant_type", "Unsupported grant_type")
@@ -160,37 +201,55 @@ class OAuthState:
         if redirect_uri != found.redirect_uri:
             raise OAuthError(400, "invalid_grant", "redirect_uri does not match")
         found.used = True
-        return self._issue(None)
+        return self._issue(None, found.company)
 
     def _refresh_grant(self, form: dict[str, str]) -> dict[str, Any]:
         token = form.get("refresh_token", "")
         if not token:
             raise OAuthError(400, "invalid_request", "refresh_token is required")
-        if self.refresh_tokens.get(token) != self.client_id:
+        grant = self.refresh_tokens.get(token)
+        if grant is None or grant.client_id != self.client_id:
             raise OAuthError(400, "invalid_grant", "Invalid refresh token")
-        return self._issue(token)
+        return self._issue(token, grant.company)
 
-    def _issue(self, old_refresh: str | None) -> dict[str, Any]:
+    def _company_of_api_token(self, api_token: str) -> str | None:
+        if not self.companies:
+            return self.default_company if _same(api_token, self.api_token) else None
+        for company, server in self.companies.items():
+            if server.check_api_token(api_token):
+                return company
+        return None
+
+    def _issue(self, old_refresh: str | None, company: str) -> dict[str, Any]:
         refresh = old_refresh
         if refresh is None or self.rotate_refresh_tokens:
             if refresh is not None:
                 del self.refresh_tokens[refresh]
             refresh = new_refresh_token()
-            self.refresh_tokens[refresh] = self.client_id
+            self.refresh_tokens[refresh] = RefreshGrant(self.client_id, company)
         access = new_access_token()
-        self.access_tokens[access] = AccessToken(refresh, self.clock() + self.access_token_ttl)
-        return {
+        self.access_tokens[access] = AccessToken(
+            refresh, self.clock() + self.access_token_ttl, company
+        )
+        body: dict[str, Any] = {
             "access_token": access,
             "token_type": "Bearer",
             "refresh_token": refresh,
             "scope": SCOPE,
             "expires_in": int(self.access_token_ttl),
         }
+        api_domain = self.api_domain_of(company)
+        if api_domain is not None:
+            body["api_domain"] = api_domain
+        return body
 
-    def issue_refresh_token(self) -> str:
+    def issue_refresh_token(self, company: str | None = None) -> str:
+        """A valid refresh token, as a past login would have left (default company)."""
         with self.lock:
             token = new_refresh_token()
-            self.refresh_tokens[token] = self.client_id
+            self.refresh_tokens[token] = RefreshGrant(
+                self.client_id, company or self.default_company
+            )
             return token
 
     def revoke(self, form: dict[str, str]) -> None:
@@ -206,10 +265,13 @@ class OAuthState:
             self.access_tokens.pop(token, None)
 
     # ---- API access ------------------------------------------------------------------------
-    def access_valid(self, token: str) -> bool:
+    def access_valid(self, token: str, company: str | None = None) -> bool:
+        """Whether the access token is live (and, given a company, one of its tokens)."""
         with self.lock:
             found = self.access_tokens.get(token)
-            return found is not None and self.clock() < found.expires_at
+            if found is None or (company is not None and found.company != company):
+                return False
+            return self.clock() < found.expires_at
 
     def expire_access_tokens(self) -> None:
         with self.lock:

@@ -12,7 +12,6 @@ from typing import TYPE_CHECKING, Any
 
 from tests.sandbox.builders import ACTIVITY_TYPES, Fmt, between, maybe, ref
 from tests.sandbox.util import (
-    COMPANY_ID,
     CURRENCIES,
     DATA_END,
     PHRASES,
@@ -196,7 +195,7 @@ def call_log(world: World, rng: random.Random, row: Row, fmt: Fmt) -> dict[str, 
         "note": PHRASES[int(r() * len(PHRASES))],
         "id": row.id,
         "has_recording": r() < 0.3,
-        "company_id": COMPANY_ID,
+        "company_id": world.company.id,
     }
 
 
@@ -335,7 +334,7 @@ def permission_set(world: World, rng: random.Random, row: Row, fmt: Fmt) -> dict
 def webhook(world: World, rng: random.Random, row: Row, fmt: Fmt) -> dict[str, Any]:
     return {
         "id": row.id,
-        "company_id": COMPANY_ID,
+        "company_id": world.company.id,
         "owner_id": 1,
         "user_id": 1,
         "event_action": ("*", "updated", "deleted")[row.pos % 3],
@@ -652,7 +651,7 @@ def deal_participants(world: World, rng: random.Random, parent: Row, table: Tabl
                     "email": [],
                     "phone": [],
                     "owner_id": 1,
-                    "company_id": COMPANY_ID,
+                    "company_id": world.company.id,
                     "value": person_id,
                 },
                 "add_time": fmt_v1(between(rng, parent.add_ts, parent.upd_ts)),
@@ -677,7 +676,7 @@ def note_comments(world: World, rng: random.Random, parent: Row, table: Table) -
             "object_type": "note",
             "user_id": ref(rng, world, "users"),
             "updater_id": ref(rng, world, "users"),
-            "company_id": COMPANY_ID,
+            "company_id": world.company.id,
         }
         for index in range(_count(rng, 0, 2))
     ]

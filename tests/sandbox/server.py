@@ -336,7 +336,7 @@ class SandboxHandler(BaseHTTPRequestHandler):
         if authorization is not None:
             scheme, _, token = authorization.partition(" ")
             if scheme.lower() == "bearer" and token:
-                return "bearer", sb.oauth.access_valid(token.strip())
+                return "bearer", sb.oauth.access_valid(token.strip(), sb.company.domain)
             return "bearer", False
         header_token = self.headers.get("x-api-token")
         if header_token is not None:
@@ -564,7 +564,7 @@ class SandboxHandler(BaseHTTPRequestHandler):
             sb.log_token_call(grant_type, error.status, error.error)
             self._send_json(error.status, error.body())
             return
-        result["api_domain"] = sb.url
+        result.setdefault("api_domain", sb.url)
         sb.log_token_call(grant_type, 200, None)
         reset = fault is not None and fault.kind == "reset"
         self._send(200, dumps(result), partial=reset)

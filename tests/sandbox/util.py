@@ -6,6 +6,7 @@ import calendar
 import hashlib
 import random
 import time
+from dataclasses import dataclass
 from datetime import datetime, timezone
 
 # Generated data lives strictly inside this window; the sandbox clock starts after it.
@@ -15,6 +16,19 @@ CLOCK_START = calendar.timegm((2026, 7, 1, 0, 0, 0))
 
 COMPANY_ID = 7001
 COMPANY_DOMAIN = "sandbox-company"
+COMPANY_NAME = "Sandbox Company OÜ"
+
+
+@dataclass(frozen=True)
+class Company:
+    """One Pipedrive company: its id, name and subdomain show up in its records."""
+
+    id: int = COMPANY_ID
+    name: str = COMPANY_NAME
+    domain: str = COMPANY_DOMAIN
+
+
+DEFAULT_COMPANY = Company()
 
 
 _DAYS: dict[int, str] = {}

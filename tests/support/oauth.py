@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import contextlib
 import html.parser
+import json
 import os
 import socket
 import subprocess
 import sys
 import threading
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -33,6 +35,8 @@ class _FormReader(html.parser.HTMLParser):
         self.action: str | None = None
         self.fields: dict[str, str] = {}
         self.buttons: dict[str, tuple[str, str]] = {}
+        self.choices: dict[str, list[str]] = {}
+        self._select: str | None = None
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         values = {key: value or "" for key, value in attrs}
@@ -40,6 +44,13 @@ class _FormReader(html.parser.HTMLParser):
             self.action = values.get("action")
         elif tag == "input" and values.get("type") == "hidden":
             self.fields[values["name"]] = values.get("value", "")
+        elif tag == "select":
+            self._select = values["name"]
+            self.choices[self._select] = []
+        elif tag == "option" and self._select is not None:
+            self.choices[self._select].append(values.get("value", ""))
+            # A browser submits the first option unless the user picks another.
+            self.fields.setdefault(self._select, values.get("value", ""))
         elif tag == "button" and "id" in values:
             self.buttons[values["id"]] = (values.get("name", ""), values.get("value", ""))
 
@@ -49,13 +60,19 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
         return None
 
 
-def consent(authorization_url: str, decision: str = "allow") -> str:
-    """Answer the sandbox's consent page; return the redirect URL it sends the browser to."""
+def consent(authorization_url: str, decision: str = "allow", company: str | None = None) -> str:
+    """Answer the sandbox's consent page; return the redirect URL it sends the browser to.
+
+    ``company`` picks the company (its subdomain) on a sandbox with several.
+    """
     with urllib.request.urlopen(authorization_url, timeout=10) as response:
         page = response.read().decode("utf-8")
     form = _FormReader()
     form.feed(page)
     assert form.action, "the consent page has no form"
+    if company is not None:
+        assert company in form.choices.get("company", []), f"no company {company!r} offered"
+        form.fields["company"] = company
     name, value = form.buttons[decision]
     body = urllib.parse.urlencode({**form.fields, name: value}).encode()
     target = urllib.parse.urljoin(authorization_url, form.action)
@@ -83,6 +100,7 @@ class ScriptedBrowser:
 
     decision: str = "allow"
     rewrite: object = None  # optional callable(redirect_url) -> redirect_url
+    company: str | None = None
     opened: list[str] = field(default_factory=list)
     pages: list[tuple[int, str]] = field(default_factory=list)
     errors: list[BaseException] = field(default_factory=list)
@@ -97,7 +115,7 @@ class ScriptedBrowser:
 
     def _run(self, url: str) -> None:
         try:
-            redirect = consent(url, self.decision)
+            redirect = consent(url, self.decision, self.company)
             if callable(self.rewrite):
                 redirect = self.rewrite(redirect)
             self.pages.append(visit(redirect))
@@ -242,14 +260,35 @@ def occupied_port() -> Iterator[int]:
 
 def written_secrets(paths: Iterable[Path]) -> list[str]:
     """Token values found in JSON files the tap wrote (to add them to a ledger)."""
-    import json
-
     found = []
     for path in paths:
         if path.exists():
             data = json.loads(path.read_text())
-            found += [str(data[key]) for key in ("access_token", "refresh_token") if data.get(key)]
+            for item in data.get("authorizations", [data]):
+                found += [
+                    str(item[key]) for key in ("access_token", "refresh_token") if item.get(key)
+                ]
     return found
+
+
+def stored_entry(path: Path, api_domain: str | None = None) -> dict:
+    """The token store's one authorization, or the one of the company at ``api_domain``."""
+    entries = json.loads(path.read_text())["authorizations"]
+    if api_domain is None:
+        assert len(entries) == 1, [entry["api_domain"] for entry in entries]
+        return entries[0]
+    (entry,) = [entry for entry in entries if entry["api_domain"] == api_domain]
+    return entry
+
+
+def expire_stored_access_token(path: Path, api_domain: str | None = None) -> None:
+    """Make a stored access token look expired, as it is an hour after the last run."""
+    data = json.loads(path.read_text())
+    entry = stored_entry(path, api_domain)
+    for item in data["authorizations"]:
+        if item["api_domain"] == entry["api_domain"]:
+            item["expires_at"] = time.time() - 1
+    path.write_text(json.dumps(data))
 
 
 def catalog_for(sandbox, streams: set[str]) -> dict:
