@@ -237,6 +237,13 @@ class PipedriveCommand(SingerCommand):
         except PipedriveError as exc:
             self.logger.error("%s", exc)
             sys.exit(exc.exit_code)
+        except RecursionError:
+            # Only data nested absurdly deep gets here (decoding catches most of it).
+            self.logger.error(
+                "Data from Pipedrive is nested too deeply to process; stopping. "
+                "The state written so far is kept."
+            )
+            sys.exit(1)
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         oauth_cli.note_requested_action(ctx, args)

@@ -8,6 +8,8 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any
 
+from tests.sandbox.envelope import ENVELOPE_MODES
+
 KINDS = (
     "burst_429",
     "daily_429",
@@ -19,6 +21,10 @@ KINDS = (
     "expire_token",
     "invalid_grant",
     "hostile",
+    # A list answer with broken paging or shape (modes in envelope.py).
+    "envelope",
+    # A normal answer whose x-ratelimit-* headers say what the params say.
+    "rate_headers",
 )
 HOSTILE_MODES = (
     "zero_dates",
@@ -129,6 +135,17 @@ class FaultRegistry:
                     f"hostile fault needs one or more of {', '.join(HOSTILE_MODES)}; "
                     f"got {sorted(unknown) or 'none'}"
                 )
+        if kind == "envelope":
+            unknown = fault.hostile_modes() - set(ENVELOPE_MODES)
+            if unknown or not fault.hostile_modes():
+                raise ValueError(
+                    f"envelope fault needs one or more of {', '.join(ENVELOPE_MODES)}; "
+                    f"got {sorted(unknown) or 'none'}"
+                )
+        if kind == "rate_headers":
+            names = set(params) - {"limit", "remaining", "reset"}
+            if names or not params:
+                raise ValueError("rate_headers fault takes limit, remaining and/or reset")
         with self._lock:
             self._faults.append(fault)
         return fault
