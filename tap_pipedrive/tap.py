@@ -15,6 +15,7 @@ from urllib.parse import urlparse
 
 from singer_sdk import Tap
 from singer_sdk import typing as th
+from singer_sdk.exceptions import InvalidStreamSortException
 from singer_sdk.plugin_base import SingerCommand
 
 from tap_pipedrive import oauth_cli
@@ -237,6 +238,15 @@ class PipedriveCommand(SingerCommand):
         except PipedriveError as exc:
             self.logger.error("%s", exc)
             sys.exit(exc.exit_code)
+        except InvalidStreamSortException as exc:
+            # Rows sorted by update_time came back older than rows already written: a
+            # server serving pages again (or out of order). Resuming from the state is safe.
+            self.logger.error(
+                "Pipedrive sent rows out of update_time order; stopping. The state written "
+                "so far is kept. (%s)",
+                str(exc).replace("Unsorted data detected in stream. ", ""),
+            )
+            sys.exit(1)
         except RecursionError:
             # Only data nested absurdly deep gets here (decoding catches most of it).
             self.logger.error(

@@ -1,9 +1,9 @@
 """The ``envelope`` fault: list answers whose paging or shape a broken server could send.
 
-Each mode rewrites an answer the lister produced. Modes that loop (``fresh_cursor``,
-``cursor_cycle``, ``repeat_offset``, ``empty_pages``) answer the first page whatever
-cursor or offset was asked for, so a client that follows them never reaches the end;
-they are meant for ``count=None``.
+Each mode rewrites an answer the lister produced. Modes that loop are meant for
+``count=None``: ``fresh_cursor``, ``repeat_offset`` and ``empty_pages`` answer the first
+page whatever cursor or offset was asked for, so a client that follows them never
+reaches the end; ``cursor_cycle`` points back at the first cursor it was asked for.
 """
 
 from __future__ import annotations
@@ -14,7 +14,8 @@ from typing import Any
 ENVELOPE_MODES = (
     # v2: the first page again and again, each time with a cursor never sent before.
     "fresh_cursor",
-    # v2: the first page, pointing at cursor A, then B, then A again.
+    # v2: real pages, but the second one the fault answers points back at the cursor of
+    # the first one (A, B, A...).
     "cursor_cycle",
     # v1: the first page again and again, with next_start advancing as if it were not.
     "repeat_offset",
@@ -31,9 +32,8 @@ ENVELOPE_MODES = (
     # The first row gains a value nested DEEP_JSON_LEVELS deep.
     "deep_json",
 )
-LOOPING_MODES = frozenset({"fresh_cursor", "cursor_cycle", "repeat_offset", "empty_pages"})
+LOOPING_MODES = frozenset({"fresh_cursor", "repeat_offset", "empty_pages"})
 DEEP_JSON_LEVELS = 1000
-CYCLE_CURSORS = ("cycle-a", "cycle-b")
 
 
 def first_page_query(query: dict[str, str], modes: set[str]) -> dict[str, str]:
@@ -43,8 +43,13 @@ def first_page_query(query: dict[str, str], modes: set[str]) -> dict[str, str]:
     return query
 
 
-def rewrite(body: bytes, modes: set[str], query: dict[str, str], serial: int) -> bytes:
-    """The lister's answer as the broken server sends it (``serial`` counts uses)."""
+def rewrite(
+    body: bytes, modes: set[str], query: dict[str, str], serial: int, memory: dict[str, Any]
+) -> bytes:
+    """The lister's answer as the broken server sends it.
+
+    ``serial`` counts the fault's uses; ``memory`` lives as long as the fault.
+    """
     envelope = json.loads(body)
     additional = envelope.get("additional_data")
     pagination = _pagination(additional)
@@ -53,11 +58,10 @@ def rewrite(body: bytes, modes: set[str], query: dict[str, str], serial: int) ->
         envelope["data"] = [] if v2 else None
     if modes & {"fresh_cursor", "empty_pages"} and v2:
         additional["next_cursor"] = f"fresh-{serial}"
-    if "cursor_cycle" in modes and isinstance(additional, dict):
-        asked = query.get("cursor")
-        additional["next_cursor"] = (
-            CYCLE_CURSORS[1] if asked == CYCLE_CURSORS[0] else CYCLE_CURSORS[0]
-        )
+    if "cursor_cycle" in modes and v2:
+        first = memory.setdefault("first_cursor", query.get("cursor"))
+        if query.get("cursor") != first:
+            additional["next_cursor"] = first
     if modes & {"repeat_offset", "empty_pages"} and pagination is not None:
         start = int(query.get("start") or 0)
         pagination["more_items_in_collection"] = True

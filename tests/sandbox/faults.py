@@ -58,6 +58,8 @@ class Fault:
     params: dict[str, Any] = field(default_factory=dict)
     seen: int = 0
     applied: int = 0
+    # What a fault that plays a longer game (envelope cursor_cycle) remembers.
+    memory: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self._regex = re.compile(self.path)

@@ -422,7 +422,8 @@ class SandboxHandler(BaseHTTPRequestHandler):
             asked = envelope.first_page_query(query, broken)
             body = sb.lister.respond(endpoint, resolved[1], asked, modes)
             if broken:
-                body = envelope.rewrite(body, broken, query, fault.applied if fault else 0)
+                assert fault is not None
+                body = envelope.rewrite(body, broken, query, fault.applied, fault.memory)
         except ApiError as error:
             log(error.status)
             self._send_json(error.status, error.body(), rate_headers)
@@ -489,7 +490,8 @@ class SandboxHandler(BaseHTTPRequestHandler):
                     status,
                     {
                         "success": False,
-                        "error": JSON_ERRORS.get(status, "Internal server error"),
+                        "error": fault.params.get("error")
+                        or JSON_ERRORS.get(status, "Internal server error"),
                         "errorCode": status,
                         "error_info": "Please check developers.pipedrive.com",
                     },
