@@ -6,11 +6,11 @@ replication and the request parameters particular to their endpoint.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import random
 import typing as t
 import weakref
+import zlib
 from functools import cached_property
 from http import HTTPStatus
 from urllib.parse import parse_qs, urlparse
@@ -125,6 +125,16 @@ def _decode_envelope(content: bytes) -> _Envelope:
 _FALSY_JSON = (b"null", b"[]", b"{}", b"false", b'""', b"0")
 
 
+def _fingerprint(rows: memoryview) -> tuple[int, int]:
+    """Size and CRC of a page's raw rows.
+
+    Cheap enough for every page (about 0.5 ms per MB, outside the GIL). Only several
+    repeats in a row count, so a chance collision of two real pages changes nothing, and
+    a server that forged one could as well have sent an error.
+    """
+    return rows.nbytes, zlib.crc32(rows)
+
+
 # What the first byte of a JSON value says it is.
 _JSON_KINDS = {ord("["): "list", ord("{"): "object", ord("n"): "null", ord('"'): "string"}
 
@@ -144,7 +154,7 @@ class _UndecodedRows:
         first = view[0] if view.nbytes else ord("n")
         self.kind = _JSON_KINDS.get(first, "number" if first in b"-0123456789" else "boolean")
         # Identifies the page's rows: paging that serves the same rows again is a loop.
-        self.fingerprint = hashlib.blake2b(view, digest_size=16).digest()
+        self.fingerprint = _fingerprint(view)
 
     def __bool__(self) -> bool:
         return self._present
@@ -204,11 +214,11 @@ MAX_EMPTY_PAGES = 10
 MAX_REPEATED_PAGES = 3
 
 
-def _rows_fingerprint(response: requests.Response) -> bytes:
+def _rows_fingerprint(response: requests.Response) -> tuple[int, int]:
     rows = response_head(response).get("data")
     if isinstance(rows, _UndecodedRows):
         return rows.fingerprint
-    return hashlib.blake2b(msgspec.json.encode(rows), digest_size=16).digest()
+    return _fingerprint(memoryview(msgspec.json.encode(rows)))
 
 
 def _paging_error(response: requests.Response, what: str) -> PipedriveAPIError:
@@ -250,7 +260,7 @@ class _GuardedPaginator(BaseAPIPaginator[t.Any]):
 
     def __init__(self, start_value: t.Any) -> None:
         super().__init__(start_value)
-        self._fingerprints: set[bytes] = set()
+        self._fingerprints: set[tuple[int, int]] = set()
         self._empty_in_a_row = 0
         self._repeated_in_a_row = 0
 

@@ -176,13 +176,12 @@ def test_a_remaining_count_that_is_no_usable_number_is_ignored(clock, remaining)
     assert clock.slept == []
 
 
-@pytest.mark.parametrize(
-    ("limit", "learned"), [("inf", 20), ("nan", 20), ("-3", 20), ("1e12", 1000)]
-)
+@pytest.mark.parametrize(("limit", "learned"), [("inf", ASSUMED_LIMIT), ("1e12", 1000)])
 def test_an_absurd_limit_is_ignored_or_capped(clock, limit, learned):
+    # inf raised OverflowError; 1e12 switched pacing off.
     limiter = RateLimiter()
     limiter.observe(_response(limit=limit, remaining="50", reset="2"))
-    assert limiter.limit == learned == min(learned, ratelimit.MAX_LIMIT)
+    assert limiter.limit == learned
 
 
 def test_a_reset_longer_than_the_maximum_ends_the_run_without_waiting(clock):
