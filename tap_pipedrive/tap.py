@@ -188,8 +188,8 @@ CONFIG_SCHEMA = th.PropertiesList(
         default=1.0,
         title="First retry wait",
         description="Seconds before the first retry of a failed request; each further retry "
-        "waits twice as long (at most 60 s). A 429 always waits as long as Pipedrive's "
-        "x-ratelimit-reset header says.",
+        "waits twice as long (at most 60 s). A 429 waits as long as Pipedrive's "
+        "x-ratelimit-reset header says; a header asking for more than 60 s ends the run.",
     ),
     th.Property(
         "max_parallel_streams",
