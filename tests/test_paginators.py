@@ -338,3 +338,14 @@ def test_json_nested_a_thousand_deep_is_an_error_not_a_recursion_error():
         stream.validate_response(response)
     with pytest.raises(PipedriveAPIError, match="nested too deeply"):
         list(stream.parse_response(response))
+
+
+def test_until_empty_paging_takes_an_object_for_one_row():
+    from tap_pipedrive.streams.bases import UntilEmptyOffsetPaginator
+
+    paginator = UntilEmptyOffsetPaginator()
+    url = "http://127.0.0.1/api/v1/mailbox/mailThreads"
+    paginator.advance(make_response({"data": {"id": 1}}, url=url))
+    assert not paginator.finished
+    paginator.advance(make_response({"data": {"id": 1}}, url=url))
+    assert paginator.finished  # the same first row again: the server ignored start

@@ -62,7 +62,7 @@ class UntilEmptyOffsetPaginator(OffsetPaginator):
         if "more_items_in_collection" in self._pagination(response):
             return super().has_more(response)
         rows = response_json(response).get("data") or []
-        first = rows[0] if rows else None
+        first = rows[0] if isinstance(rows, list) and rows else rows or None
         if not rows or first == self._previous_first_row:
             return False
         self._previous_first_row = first
