@@ -206,9 +206,10 @@ class WholeBodySession(requests.Session):
 
 
 # Pages in a row without a single row, after which a list that still points further is
-# taken to be endless. Pipedrive filters before it pages, so a real list has an empty page
-# only at its end.
-MAX_EMPTY_PAGES = 10
+# taken to be endless. An empty page can happen mid-list (rows the user may not see
+# filtered out of a page), but 50 in a row would be 25,000 hidden rows in a row; giving
+# up costs at most 50 requests.
+MAX_EMPTY_PAGES = 50
 # Pages in a row whose rows are those of a page read before in the same partition (with
 # fresh cursors or offsets each time). A real list never serves one page twice.
 MAX_REPEATED_PAGES = 3

@@ -8,7 +8,7 @@ import msgspec
 import pytest
 import requests
 
-from tap_pipedrive.client import CursorPaginator, OffsetPaginator
+from tap_pipedrive.client import MAX_EMPTY_PAGES, CursorPaginator, OffsetPaginator
 from tap_pipedrive.errors import PipedriveAPIError
 
 
@@ -232,16 +232,16 @@ def test_a_long_real_list_pages_to_its_end():
 
 def test_many_empty_pages_in_a_row_are_an_error():
     paginator = CursorPaginator()
-    for serial in range(9):
+    for serial in range(MAX_EMPTY_PAGES - 1):
         paginator.advance(make_response(_page([], next_cursor=f"e{serial}")))
-    with pytest.raises(PipedriveAPIError, match="10 empty pages in a row"):
-        paginator.advance(make_response(_page([], next_cursor="e9")))
+    with pytest.raises(PipedriveAPIError, match=f"{MAX_EMPTY_PAGES} empty pages in a row"):
+        paginator.advance(make_response(_page([], next_cursor="e-last")))
 
 
 def test_empty_pages_in_a_row_count_again_after_rows():
     paginator = CursorPaginator()
-    for serial in range(30):
-        rows = [{"id": serial}] if serial % 9 == 0 else []
+    for serial in range(3 * MAX_EMPTY_PAGES):
+        rows = [{"id": serial}] if serial % (MAX_EMPTY_PAGES - 1) == 0 else []
         paginator.advance(make_response(_page(rows, next_cursor=f"e{serial}")))
     assert not paginator.finished
 
