@@ -10,6 +10,7 @@ import json
 import random
 import typing as t
 import weakref
+import zlib
 from functools import cached_property
 from http import HTTPStatus
 from urllib.parse import parse_qs, urlparse
@@ -41,6 +42,8 @@ from tap_pipedrive.normalize import (
     to_date,
     to_rfc3339,
 )
+from tap_pipedrive.ratelimit import MAX_RESET_SECONDS, header_number, reset_seconds
+from tap_pipedrive.redact import escape_controls
 from tap_pipedrive.transport import TransportSession, host_of
 
 if t.TYPE_CHECKING:
@@ -55,6 +58,10 @@ BURST_429_LIMIT = 6
 _json_decoder = msgspec.json.Decoder()
 
 
+class JSONTooDeep(ValueError):
+    """A body nested deeper than Python's recursion limit lets it be decoded."""
+
+
 def _decode_json(content: bytes) -> t.Any:
     try:
         return _json_decoder.decode(content)
@@ -63,6 +70,9 @@ def _decode_json(content: bytes) -> t.Any:
         # is a garbled body like any other.
         msg = f"Body is not valid UTF-8 ({exc.reason})"
         raise msgspec.DecodeError(msg) from None
+    except RecursionError:
+        # Real answers nest a few levels; asking again would bring the same body.
+        raise JSONTooDeep("JSON nested too deeply to read") from None
 
 
 # What the SDK's request decorator retries.
@@ -109,15 +119,31 @@ def _decode_envelope(content: bytes) -> _Envelope:
     except UnicodeDecodeError as exc:
         msg = f"Body is not valid UTF-8 ({exc.reason})"
         raise msgspec.DecodeError(msg) from None
+    except RecursionError:
+        raise JSONTooDeep("JSON nested too deeply to read") from None
 
 
 _FALSY_JSON = (b"null", b"[]", b"{}", b"false", b'""', b"0")
 
 
+def _fingerprint(rows: memoryview) -> tuple[int, int]:
+    """Size and CRC of a page's raw rows.
+
+    Cheap enough for every page (about 0.5 ms per MB, outside the GIL). Only several
+    repeats in a row count, so a chance collision of two real pages changes nothing, and
+    a server that forged one could as well have sent an error.
+    """
+    return rows.nbytes, zlib.crc32(rows)
+
+
+# What the first byte of a JSON value says it is.
+_JSON_KINDS = {ord("["): "list", ord("{"): "object", ord("n"): "null", ord('"'): "string"}
+
+
 class _UndecodedRows:
     """A page's rows before they are decoded: truthy when there are any; len() decodes."""
 
-    __slots__ = ("_present", "_response")
+    __slots__ = ("_present", "_response", "fingerprint", "kind")
 
     def __init__(self, response: requests.Response, raw: msgspec.Raw) -> None:
         # A weak reference: the response holds this object, and a cycle would keep each
@@ -125,6 +151,11 @@ class _UndecodedRows:
         self._response = weakref.ref(response)
         view = memoryview(raw)
         self._present = view.nbytes > 8 or bytes(view).replace(b" ", b"") not in _FALSY_JSON
+        # msgspec hands over the value without surrounding whitespace.
+        first = view[0] if view.nbytes else ord("n")
+        self.kind = _JSON_KINDS.get(first, "number" if first in b"-0123456789" else "boolean")
+        # Identifies the page's rows: paging that serves the same rows again is a loop.
+        self.fingerprint = _fingerprint(view)
 
     def __bool__(self) -> bool:
         return self._present
@@ -157,61 +188,185 @@ def response_head(response: requests.Response) -> t.Any:
     return head
 
 
-class CursorPaginator(BaseAPIPaginator["str | None"]):
-    """API v2 cursor paging: follow ``additional_data.next_cursor`` until it is null."""
+# Pages in a row without a single row, after which a list that still points further is
+# taken to be endless. An empty page can happen mid-list (rows the user may not see
+# filtered out of a page), but 50 in a row would be 25,000 hidden rows in a row; giving
+# up costs at most 50 requests.
+MAX_EMPTY_PAGES = 50
+# Pages in a row whose rows are those of a page read before in the same partition (with
+# fresh cursors or offsets each time). A real list never serves one page twice.
+MAX_REPEATED_PAGES = 3
+
+
+def _rows_fingerprint(response: requests.Response) -> tuple[int, int]:
+    rows = response_head(response).get("data")
+    if isinstance(rows, _UndecodedRows):
+        return rows.fingerprint
+    return _fingerprint(memoryview(msgspec.json.encode(rows)))
+
+
+def _paging_error(response: requests.Response, what: str) -> PipedriveAPIError:
+    path = urlparse(response.url).path
+    return PipedriveAPIError(f"Pipedrive's paging for {path} {what}; stopping")
+
+
+def _additional_data(response: requests.Response) -> dict[str, t.Any]:
+    """``additional_data`` of a page: an object, or {} when absent."""
+    additional = response_head(response).get("additional_data")
+    if additional is None:
+        return {}
+    if not isinstance(additional, dict):
+        raise _paging_error(
+            response, f"sent additional_data as a {_json_type(additional)}, not an object"
+        )
+    return additional
+
+
+def _json_type(value: t.Any) -> str:
+    return {
+        bool: "boolean",
+        int: "number",
+        float: "number",
+        str: "string",
+        list: "list",
+        dict: "object",
+        type(None): "null",
+    }.get(type(value), type(value).__name__)
+
+
+class _GuardedPaginator(BaseAPIPaginator[t.Any]):
+    """Paging of one partition that cannot go round in circles.
+
+    Every page that is followed is checked: too many empty pages in a row, or several
+    pages in a row that repeat rows already read, end the read with one line. The rows
+    of those pages are written first, as with any paging error: nothing read is lost.
+    """
+
+    def __init__(self, start_value: t.Any) -> None:
+        super().__init__(start_value)
+        self._fingerprints: set[tuple[int, int]] = set()
+        self._empty_in_a_row = 0
+        self._repeated_in_a_row = 0
+
+    def advance(self, response: requests.Response) -> None:
+        if not response_head(response).get("data"):
+            self._empty_in_a_row += 1
+            if self._empty_in_a_row >= MAX_EMPTY_PAGES:
+                raise _paging_error(
+                    response, f"sent {self._empty_in_a_row} empty pages in a row, each saying more"
+                )
+        else:
+            self._empty_in_a_row = 0
+            fingerprint = _rows_fingerprint(response)
+            if fingerprint in self._fingerprints:
+                self._repeated_in_a_row += 1
+                if self._repeated_in_a_row >= MAX_REPEATED_PAGES:
+                    raise _paging_error(
+                        response,
+                        f"served rows already read on {self._repeated_in_a_row} pages in a row",
+                    )
+            else:
+                self._repeated_in_a_row = 0
+                self._fingerprints.add(fingerprint)
+        super().advance(response)
+
+
+class CursorPaginator(_GuardedPaginator):
+    """API v2 cursor paging: follow ``additional_data.next_cursor`` until it is null.
+
+    Every cursor of the partition is remembered: one sent again is a loop (A, B, A...).
+    """
 
     def __init__(self) -> None:
         super().__init__(None)
+        self._cursors: set[str] = set()
+
+    @staticmethod
+    def _next_cursor(response: requests.Response) -> str | None:
+        cursor = _additional_data(response).get("next_cursor")
+        if cursor is not None and not isinstance(cursor, str):
+            raise _paging_error(
+                response,
+                f"sent additional_data.next_cursor as a {_json_type(cursor)}, not a string",
+            )
+        return cursor or None
 
     def get_next(self, response: requests.Response) -> str | None:
-        additional = response_head(response).get("additional_data") or {}
-        cursor = additional.get("next_cursor")
+        cursor = self._next_cursor(response)
         if cursor is not None and cursor == self.current_value:
             msg = f"Pipedrive repeated the page cursor for {urlparse(response.url).path}; stopping"
             raise PipedriveAPIError(msg)
-        return cursor or None
+        if cursor is not None:
+            if cursor in self._cursors:
+                raise _paging_error(response, "sent a cursor it had sent before (a loop)")
+            self._cursors.add(cursor)
+        return cursor
 
     def continue_if_empty(self, response: requests.Response) -> bool:
         # An empty page that still carries a cursor is not the end of the list.
-        return bool((response_head(response).get("additional_data") or {}).get("next_cursor"))
+        return self._next_cursor(response) is not None
 
 
-class OffsetPaginator(BaseAPIPaginator[int]):
+class OffsetPaginator(_GuardedPaginator):
     """API v1 offset paging for both envelope shapes.
 
     Some endpoints nest ``pagination`` in ``additional_data``; others put ``start``,
     ``limit`` and ``more_items_in_collection`` straight into ``additional_data``.
     The next offset falls back to rows received (not the limit asked for), because
     the server may clamp the limit: overlapping rows are harmless, skipped rows are not.
+    Offsets only ever grow, so no offset is read twice.
     """
 
     def __init__(self) -> None:
         super().__init__(0)
 
     @staticmethod
-    def _pagination(body: t.Any) -> dict[str, t.Any]:
-        additional = body.get("additional_data") or {}
-        return additional.get("pagination") or additional
+    def _pagination(response: requests.Response) -> dict[str, t.Any]:
+        additional = _additional_data(response)
+        pagination = additional.get("pagination")
+        if pagination is None:
+            return additional
+        if not isinstance(pagination, dict):
+            raise _paging_error(
+                response,
+                f"sent additional_data.pagination as a {_json_type(pagination)}, not an object",
+            )
+        return pagination
 
     def has_more(self, response: requests.Response) -> bool:
         # The collection's flag decides, not the page's size: an empty page may still
         # announce more rows, and stopping there would lose them.
-        return bool(self._pagination(response_head(response)).get("more_items_in_collection"))
+        pagination = self._pagination(response)
+        if "more_items_in_collection" not in pagination:
+            return False
+        more = pagination["more_items_in_collection"]
+        if not isinstance(more, bool):
+            # "false" is true to Python: guessing could loop or cut the list.
+            raise _paging_error(
+                response,
+                f"sent more_items_in_collection as a {_json_type(more)} ({str(more)[:20]!r}), "
+                "not true or false",
+            )
+        return more
 
     def continue_if_empty(self, response: requests.Response) -> bool:
         return self.has_more(response)
 
     def get_next(self, response: requests.Response) -> int | None:
-        body = response_head(response)
-        pagination = self._pagination(body)
-        next_start = pagination.get("next_start")
+        next_start = self._pagination(response).get("next_start")
         if next_start is None:
-            next_start = self.current_value + len(body.get("data") or ())
+            next_start = self.current_value + len(response_head(response).get("data") or ())
+        elif isinstance(next_start, bool) or not isinstance(next_start, int):
+            raise _paging_error(
+                response,
+                f"sent next_start as a {_json_type(next_start)} ({str(next_start)[:20]!r}), "
+                "not an integer",
+            )
         if next_start <= self.current_value:
             path = urlparse(response.url).path
             msg = f"Pipedrive returned a non-advancing offset for {path}; stopping"
             raise PipedriveAPIError(msg)
-        return int(next_start)
+        return next_start
 
 
 class PipedriveStream(RESTStream[t.Any]):
@@ -392,6 +547,8 @@ class PipedriveStream(RESTStream[t.Any]):
         except UnicodeDecodeError:
             msg = f"Malformed JSON from Pipedrive for {self._describe(response)}: not UTF-8"
             raise RetriableAPIError(msg, response) from None
+        except JSONTooDeep:
+            raise self._too_deep(response) from None
         except msgspec.ValidationError:
             body = None  # JSON, but not an object
         except msgspec.DecodeError:
@@ -401,12 +558,51 @@ class PipedriveStream(RESTStream[t.Any]):
         if not isinstance(body, dict):
             msg = f"Unexpected JSON from Pipedrive for {self._describe(response)}: not an object"
             raise RetriableAPIError(msg, response)
+        rows = body.get("data")
+        kind = rows.kind if isinstance(rows, _UndecodedRows) else _json_type(rows)
+        if kind not in ("list", "object", "null"):
+            # Well-formed JSON of the wrong shape comes back the same when asked again.
+            msg = (
+                f"Unexpected JSON from Pipedrive for {self._describe(response)}: "
+                f"data is a {kind}, not a list of rows"
+            )
+            raise PipedriveAPIError(msg)
         if _points_at_itself(body, response):
             # Following such a page would loop and stopping would lose the rest of the
             # list: ask for the same page again.
             msg = f"Empty page pointing at itself from Pipedrive for {self._describe(response)}"
             raise RetriableAPIError(msg, response)
         self._report_nul_fields(response)
+
+    def _too_deep(self, response: requests.Response) -> PipedriveAPIError:
+        msg = (
+            f"Unexpected JSON from Pipedrive for {self._describe(response)}: nested too deeply "
+            "to read (real answers nest a few levels)"
+        )
+        return PipedriveAPIError(msg)
+
+    def checked_rows(self, response: requests.Response, rows: t.Any) -> list[dict]:
+        """The rows of a page, which must be objects (an object alone is one row)."""
+        if rows is None:
+            return []
+        if isinstance(rows, dict):
+            return [rows]
+        if not isinstance(rows, list) or not all(isinstance(row, dict) for row in rows):
+            kind = _json_type(rows) if not isinstance(rows, list) else "list holding non-objects"
+            msg = (
+                f"Unexpected JSON from Pipedrive for {self._describe(response)}: "
+                f"data is a {kind}, not a list of rows"
+            )
+            raise PipedriveAPIError(msg)
+        return rows
+
+    def page_body(self, response: requests.Response) -> dict[str, t.Any]:
+        """The decoded page (its envelope was checked in validate_response)."""
+        try:
+            return response_json(response)
+        except JSONTooDeep:
+            # The decode of the envelope, on another thread, had more stack to spare.
+            raise self._too_deep(response) from None
 
     def _report_nul_fields(self, response: requests.Response) -> None:
         # Once per response, after its rows were decoded (that is when NUL is removed).
@@ -430,15 +626,16 @@ class PipedriveStream(RESTStream[t.Any]):
         raise PipedriveAPIError(f"{self.response_error_message(response)} ({hint})")
 
     def _handle_throttle(self, response: requests.Response) -> None:
-        remaining = _int_header(response, "x-ratelimit-remaining")
+        remaining = header_number(response, "x-ratelimit-remaining")
         streak = self._tap.rate_limiter.note_429()  # type: ignore[attr-defined]
-        if (remaining is not None and remaining > 0) or streak >= BURST_429_LIMIT:
+        if (remaining is not None and remaining >= 1) or streak >= BURST_429_LIMIT:
             msg = (
                 "Pipedrive's daily API token budget is used up (429 while the burst window "
                 "still had room). The state is kept; the budget resets at midnight in the "
                 "Pipedrive company's time zone. Run again after the reset."
             )
             raise DailyBudgetExhausted(msg)
+        reset_seconds(response)  # a wait too long to be the burst window ends the run here
         raise RetriableAPIError(self.response_error_message(response), response)
 
     def response_error_message(self, response: requests.Response) -> str:
@@ -454,7 +651,8 @@ class PipedriveStream(RESTStream[t.Any]):
                     detail = f"{detail} ({body['error_info']})"
         else:
             detail = "HTML error page"
-        detail = " ".join(detail.split())[:200]
+        # API text in the one line that may end the run: no line breaks, no escape codes.
+        detail = escape_controls(" ".join(detail.split()))[:200]
         return f"{response.status_code} from Pipedrive for {self._describe(response)}" + (
             f": {detail}" if detail else ""
         )
@@ -493,9 +691,11 @@ class PipedriveStream(RESTStream[t.Any]):
         if response is not None:
             if response.status_code == HTTPStatus.UNAUTHORIZED:
                 return 0.0
-            reset = _int_header(response, "x-ratelimit-reset")
             if response.status_code == HTTPStatus.TOO_MANY_REQUESTS:
-                return float(reset if reset is not None else 2) + random.uniform(0, 0.25)
+                # Checked (finite, >= 0, not too long) when the 429 was handled.
+                reset = header_number(response, "x-ratelimit-reset")
+                wait = min(reset if reset is not None else 2.0, MAX_RESET_SECONDS)
+                return wait + random.uniform(0, 0.25)
         base = float(self.config.get("retry_base_seconds", 1.0))
         return min(base * 2 ** (attempt - 1), 60.0) * random.uniform(0.8, 1.2)
 
@@ -521,10 +721,7 @@ class PipedriveStream(RESTStream[t.Any]):
 
     # --- records -----------------------------------------------------------------------
     def parse_response(self, response: requests.Response) -> t.Iterable[dict]:
-        data = response_json(response).get("data")
-        if isinstance(data, dict):
-            data = [data]
-        yield from data or ()
+        yield from self.checked_rows(response, self.page_body(response).get("data"))
         if self.replication_key:
             # Every row of this page has been processed by now: emitting the state here
             # makes the sync resumable after each page, and a failure on the next
@@ -646,14 +843,6 @@ class PipedriveStream(RESTStream[t.Any]):
 
 def _context_key(context: Context | None) -> str:
     return json.dumps(dict(context or {}), sort_keys=True, default=str)
-
-
-def _int_header(response: requests.Response, name: str) -> int | None:
-    value = response.headers.get(name)
-    try:
-        return int(float(value)) if value is not None else None
-    except ValueError:
-        return None
 
 
 def _points_at_itself(body: dict, response: requests.Response) -> bool:

@@ -1,17 +1,32 @@
-"""Keep secrets out of every log line, whatever code produced it."""
+"""Keep secrets and terminal control sequences out of every log line, whatever code wrote it."""
 
 from __future__ import annotations
 
 import logging
+import re
 import typing as t
 
 MASK = "***"
 # Shorter values are too likely to match ordinary text to be worth masking.
 MIN_SECRET_LENGTH = 6
+# C0 and C1 control characters (newline and tab included: one message, one line) and
+# the Unicode bidirectional overrides. Text from the API (error messages, field labels)
+# reaches the log; raw, an ESC sequence could clear the screen or rewrite earlier lines.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def _escape(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def escape_controls(text: str) -> str:
+    """``text`` with control characters written as escapes (ESC becomes ``\\x1b``)."""
+    return _CONTROL.sub(_escape, text)
 
 
 class SecretRedactor(logging.Filter):
-    """A logging filter that masks known secret values in messages and arguments."""
+    """A logging filter that masks known secret values and escapes control characters."""
 
     _instance: t.ClassVar[SecretRedactor | None] = None
 
@@ -46,9 +61,8 @@ class SecretRedactor(logging.Filter):
         return text
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if self.secrets:
-            message = record.getMessage()
-            cleaned = self.redact(message)
-            if cleaned != message:
-                record.msg, record.args = cleaned, None
+        message = record.getMessage()
+        cleaned = escape_controls(self.redact(message) if self.secrets else message)
+        if cleaned != message:
+            record.msg, record.args = cleaned, None
         return True

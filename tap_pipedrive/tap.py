@@ -14,6 +14,7 @@ from pathlib import Path
 
 from singer_sdk import Tap
 from singer_sdk import typing as th
+from singer_sdk.exceptions import InvalidStreamSortException
 from singer_sdk.plugin_base import SingerCommand
 
 from tap_pipedrive import oauth_cli
@@ -189,8 +190,8 @@ CONFIG_SCHEMA = th.PropertiesList(
         default=1.0,
         title="First retry wait",
         description="Seconds before the first retry of a failed request; each further retry "
-        "waits twice as long (at most 60 s). A 429 always waits as long as Pipedrive's "
-        "x-ratelimit-reset header says.",
+        "waits twice as long (at most 60 s). A 429 waits as long as Pipedrive's "
+        "x-ratelimit-reset header says; a header asking for more than 60 s ends the run.",
     ),
     th.Property(
         "max_parallel_streams",
@@ -239,6 +240,22 @@ class PipedriveCommand(SingerCommand):
         except PipedriveError as exc:
             self.logger.error("%s", exc)
             sys.exit(exc.exit_code)
+        except InvalidStreamSortException as exc:
+            # Rows sorted by update_time came back older than rows already written: a
+            # server serving pages again (or out of order). Resuming from the state is safe.
+            self.logger.error(
+                "Pipedrive sent rows out of update_time order; stopping. The state written "
+                "so far is kept. (%s)",
+                str(exc).replace("Unsorted data detected in stream. ", ""),
+            )
+            sys.exit(1)
+        except RecursionError:
+            # Only data nested absurdly deep gets here (decoding catches most of it).
+            self.logger.error(
+                "Data from Pipedrive is nested too deeply to process; stopping. "
+                "The state written so far is kept."
+            )
+            sys.exit(1)
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         oauth_cli.note_requested_action(ctx, args)

@@ -91,6 +91,9 @@ SINGLE_FAULTS: tuple[Scenario, ...] = (
     Scenario("401 expired access token mid-stream", (("expire_token", dict(path=DEALS, after=2)),), auth="oauth", says="401 from Pipedrive"),
     Scenario("invalid_grant on refresh mid-stream", (("expire_token", dict(path=DEALS, after=2)), ("invalid_grant", dict(path="/oauth/token", after=1))), auth="oauth", fatal=True, says="tap-pipedrive --login"),
     Scenario("500 on every retry (retries exhausted)", (("http_error", dict(path=PERSONS, after=1, count=None, status=500)),), fatal=True, says="Gave up after 6 attempts"),
+    Scenario("429 asking to wait 1e9 s", (("burst_429", dict(path=DEALS, after=1, reset="1e9")),), fatal=True, says="x-ratelimit-reset"),
+    Scenario("v2 cursor cycle A, B, A", (("envelope", dict(path=PERSONS, after=1, count=None, what="cursor_cycle")),), fatal=True, says="sent a cursor it had sent before"),
+    Scenario('v1 more_items_in_collection "true"', (("envelope", dict(path=NOTES, after=1, what="more_as_string")),), fatal=True, says="more_items_in_collection as a string"),
 )  # fmt: skip
 
 MIXES: tuple[Scenario, ...] = (

@@ -8,7 +8,7 @@ import msgspec
 import pytest
 import requests
 
-from tap_pipedrive.client import CursorPaginator, OffsetPaginator
+from tap_pipedrive.client import MAX_EMPTY_PAGES, CursorPaginator, OffsetPaginator
 from tap_pipedrive.errors import PipedriveAPIError
 
 
@@ -187,3 +187,165 @@ def test_a_body_that_is_not_utf8_is_a_retriable_garbled_page():
     response.request = requests.Request("GET", response.url).prepare()
     with pytest.raises(RetriableAPIError, match="Malformed JSON"):
         stream.validate_response(response)
+
+
+def _page(rows, **additional):
+    return {"data": rows, "additional_data": additional}
+
+
+def test_cursor_cycle_a_b_a_is_an_error_not_a_loop():
+    paginator = CursorPaginator()
+    paginator.advance(make_response(_page([{"id": 1}], next_cursor="a")))
+    paginator.advance(make_response(_page([{"id": 2}], next_cursor="b")))
+    with pytest.raises(PipedriveAPIError, match="sent a cursor it had sent before"):
+        paginator.advance(make_response(_page([{"id": 3}], next_cursor="a")))
+
+
+def test_fresh_cursors_over_rows_already_read_stop_on_the_third_page_in_a_row():
+    paginator = CursorPaginator()
+    first = _page([{"id": 1}, {"id": 2}], next_cursor="c0")
+    paginator.advance(make_response(first))
+    for serial in (1, 2):
+        paginator.advance(make_response(_page([{"id": 1}, {"id": 2}], next_cursor=f"c{serial}")))
+    with pytest.raises(PipedriveAPIError, match="rows already read on 3 pages in a row"):
+        paginator.advance(make_response(_page([{"id": 1}, {"id": 2}], next_cursor="c3")))
+
+
+def test_a_page_seen_once_more_between_new_ones_is_not_a_loop():
+    # One repeat (rows moved by an update during the read) resets on the next new page.
+    paginator = CursorPaginator()
+    pages = [[{"id": 1}], [{"id": 2}], [{"id": 1}], [{"id": 3}], [{"id": 1}], [{"id": 4}]]
+    for serial, rows in enumerate(pages):
+        paginator.advance(make_response(_page(rows, next_cursor=f"c{serial}")))
+    assert not paginator.finished
+
+
+def test_a_long_real_list_pages_to_its_end():
+    """200 pages of 500 distinct rows (a 100,000-row list) trip no guard."""
+    paginator = CursorPaginator()
+    for page in range(200):
+        rows = [{"id": page * 500 + i} for i in range(500)]
+        cursor = f"c{page}" if page < 199 else None
+        paginator.advance(make_response(_page(rows, next_cursor=cursor)))
+    assert paginator.finished
+
+
+def test_many_empty_pages_in_a_row_are_an_error():
+    paginator = CursorPaginator()
+    for serial in range(MAX_EMPTY_PAGES - 1):
+        paginator.advance(make_response(_page([], next_cursor=f"e{serial}")))
+    with pytest.raises(PipedriveAPIError, match=f"{MAX_EMPTY_PAGES} empty pages in a row"):
+        paginator.advance(make_response(_page([], next_cursor="e-last")))
+
+
+def test_empty_pages_in_a_row_count_again_after_rows():
+    paginator = CursorPaginator()
+    for serial in range(3 * MAX_EMPTY_PAGES):
+        rows = [{"id": serial}] if serial % (MAX_EMPTY_PAGES - 1) == 0 else []
+        paginator.advance(make_response(_page(rows, next_cursor=f"e{serial}")))
+    assert not paginator.finished
+
+
+@pytest.mark.parametrize("more", ["false", "true", 1, 0, None, [], {}])
+def test_more_items_in_collection_must_be_a_boolean(more):
+    paginator = OffsetPaginator()
+    body = _page([{"id": 1}], pagination={"more_items_in_collection": more, "next_start": 1})
+    url = "http://127.0.0.1/api/v1/notes?start=0&limit=1"
+    with pytest.raises(PipedriveAPIError, match="more_items_in_collection") as raised:
+        paginator.advance(make_response(body, url=url))
+    assert "/api/v1/notes" in str(raised.value)
+    assert "?" not in str(raised.value)  # the path, not the query
+
+
+@pytest.mark.parametrize("next_start", ["100", 1.5, True, [100], {"n": 1}])
+def test_next_start_must_be_an_integer(next_start):
+    paginator = OffsetPaginator()
+    body = _page(
+        [{"id": 1}], pagination={"more_items_in_collection": True, "next_start": next_start}
+    )
+    with pytest.raises(PipedriveAPIError, match="next_start as a"):
+        paginator.advance(make_response(body, url="http://127.0.0.1/api/v1/notes"))
+
+
+@pytest.mark.parametrize(
+    ("body", "says"),
+    [
+        ({"data": [{"id": 1}], "additional_data": ["x"]}, "additional_data as a list"),
+        ({"data": [{"id": 1}], "additional_data": "x"}, "additional_data as a string"),
+        ({"data": [{"id": 1}], "additional_data": {"pagination": 5}}, "pagination as a number"),
+    ],
+)
+def test_offset_envelopes_of_the_wrong_shape_are_an_error(body, says):
+    paginator = OffsetPaginator()
+    with pytest.raises(PipedriveAPIError, match=says):
+        paginator.advance(make_response(body, url="http://127.0.0.1/api/v1/notes"))
+
+
+@pytest.mark.parametrize(
+    ("additional", "says"),
+    [(["x"], "additional_data as a list"), ({"next_cursor": 7}, "next_cursor as a number")],
+)
+def test_cursor_envelopes_of_the_wrong_shape_are_an_error(additional, says):
+    paginator = CursorPaginator()
+    response = make_response({"data": [{"id": 1}], "additional_data": additional})
+    with pytest.raises(PipedriveAPIError, match=says):
+        paginator.advance(response)
+    with pytest.raises(PipedriveAPIError, match=says):
+        paginator.continue_if_empty(response)
+
+
+def _pipelines_stream():
+    from tap_pipedrive.client import PipedriveStream
+    from tap_pipedrive.tap import TapPipedrive
+
+    tap = TapPipedrive(
+        config={"api_token": "abcdefgh", "api_url": "http://127.0.0.1:9"}, setup_mapper=False
+    )
+    stream = tap.streams["pipelines"]
+    assert isinstance(stream, PipedriveStream)
+    return stream
+
+
+@pytest.mark.parametrize(
+    ("data", "says"),
+    [('"rows"', "data is a string"), ("42", "data is a number"), ("true", "data is a boolean")],
+)
+def test_data_that_is_no_list_or_object_is_an_error(data, says):
+    stream = _pipelines_stream()
+    response = make_response({})
+    response._content = b'{"success": true, "data": ' + data.encode() + b"}"
+    response.request = requests.Request("GET", response.url).prepare()
+    with pytest.raises(PipedriveAPIError, match=says):
+        stream.validate_response(response)
+
+
+def test_rows_that_are_not_objects_are_an_error():
+    stream = _pipelines_stream()
+    response = make_response({"success": True, "data": [{"id": 1}, 2]})
+    response.request = requests.Request("GET", response.url).prepare()
+    stream.validate_response(response)  # the envelope is fine
+    with pytest.raises(PipedriveAPIError, match="list holding non-objects"):
+        list(stream.parse_response(response))
+
+
+def test_json_nested_a_thousand_deep_is_an_error_not_a_recursion_error():
+    stream = _pipelines_stream()
+    response = make_response({})
+    deep = b"[" * 1000 + b"]" * 1000
+    response._content = b'{"success": true, "data": [{"id": 1, "x": ' + deep + b"}]}"
+    response.request = requests.Request("GET", response.url).prepare()
+    with pytest.raises(PipedriveAPIError, match="nested too deeply"):
+        stream.validate_response(response)
+    with pytest.raises(PipedriveAPIError, match="nested too deeply"):
+        list(stream.parse_response(response))
+
+
+def test_until_empty_paging_takes_an_object_for_one_row():
+    from tap_pipedrive.streams.bases import UntilEmptyOffsetPaginator
+
+    paginator = UntilEmptyOffsetPaginator()
+    url = "http://127.0.0.1/api/v1/mailbox/mailThreads"
+    paginator.advance(make_response({"data": {"id": 1}}, url=url))
+    assert not paginator.finished
+    paginator.advance(make_response({"data": {"id": 1}}, url=url))
+    assert paginator.finished  # the same first row again: the server ignored start

@@ -157,3 +157,61 @@ def test_spent_daily_budget_stops_cleanly_and_the_state_resumes(sandbox, api_con
         # Nothing lost across the stop: the resumed run delivers the rest.
         assert _ids(first, stream) | _ids(second, stream) == _ids(full, stream), stream
     json.dumps(second.last_state)  # a valid state to carry on from
+
+
+@pytest.mark.parametrize("reset", ["inf", "-inf", "nan", "-5", "1e400", "soon", ""])
+def test_a_reset_that_is_no_usable_number_waits_the_window(clock, reset):
+    limiter = RateLimiter()
+    limiter.observe(_response(limit="80", remaining="0", reset=reset))
+    start = clock.now
+    limiter.before_request()
+    assert clock.now - start == pytest.approx(ratelimit.WINDOW_SECONDS)
+
+
+@pytest.mark.parametrize("remaining", ["inf", "-inf", "nan", "-1", "1e400"])
+def test_a_remaining_count_that_is_no_usable_number_is_ignored(clock, remaining):
+    limiter = RateLimiter()
+    limiter.observe(_response(limit="80", remaining=remaining, reset="1e9"))
+    limiter.before_request()
+    assert clock.slept == []
+
+
+@pytest.mark.parametrize(("limit", "learned"), [("inf", ASSUMED_LIMIT), ("1e12", 1000)])
+def test_an_absurd_limit_is_ignored_or_capped(clock, limit, learned):
+    # inf raised OverflowError; 1e12 switched pacing off.
+    limiter = RateLimiter()
+    limiter.observe(_response(limit=limit, remaining="50", reset="2"))
+    assert limiter.limit == learned
+
+
+def test_a_reset_longer_than_the_maximum_ends_the_run_without_waiting(clock):
+    limiter = RateLimiter()
+    with pytest.raises(ratelimit.RateLimitWaitTooLong, match="x-ratelimit-reset") as raised:
+        limiter.observe(_response(limit="80", remaining="0", reset="1e9"))
+    assert "1e+09 seconds" in str(raised.value)
+    limiter.before_request()
+    assert clock.slept == []
+
+
+def test_a_reset_up_to_the_maximum_is_waited(clock):
+    limiter = RateLimiter()
+    limiter.observe(_response(limit="80", remaining="0", reset=str(ratelimit.MAX_RESET_SECONDS)))
+    start = clock.now
+    limiter.before_request()
+    assert clock.now - start == pytest.approx(ratelimit.MAX_RESET_SECONDS)
+
+
+@pytest.mark.parametrize("reset", ["inf", "-5", "nan", "1e400"])
+def test_a_429_with_an_unusable_reset_is_retried_after_the_window(reset):
+    from tap_pipedrive.client import PipedriveStream
+    from tap_pipedrive.tap import TapPipedrive
+
+    tap = TapPipedrive(
+        config={"api_token": "abcdefgh", "api_url": "http://127.0.0.1:9"}, setup_mapper=False
+    )
+    stream = tap.streams["pipelines"]
+    assert isinstance(stream, PipedriveStream)
+    response = _response(429, limit="80", remaining="0", reset=reset)
+    error = type("Throttled", (Exception,), {"response": response})()
+    wait = stream._seconds_before_retry(error, 1)
+    assert 2.0 <= wait <= 2.25

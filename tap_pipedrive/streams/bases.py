@@ -59,11 +59,10 @@ class UntilEmptyOffsetPaginator(OffsetPaginator):
         self._previous_first_row: t.Any = None
 
     def has_more(self, response: requests.Response) -> bool:
-        body = response_json(response)
-        if "more_items_in_collection" in self._pagination(body):
+        if "more_items_in_collection" in self._pagination(response):
             return super().has_more(response)
-        rows = body.get("data") or []
-        first = rows[0] if rows else None
+        rows = response_json(response).get("data") or []
+        first = rows[0] if isinstance(rows, list) and rows else rows or None
         if not rows or first == self._previous_first_row:
             return False
         self._previous_first_row = first

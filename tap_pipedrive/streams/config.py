@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import typing as t
 
-from tap_pipedrive.client import PipedriveStream, V1Stream, response_json
+from tap_pipedrive.client import PipedriveStream, V1Stream
 from tap_pipedrive.streams.bases import UntilEmptyOffsetPaginator
 
 if t.TYPE_CHECKING:
@@ -42,8 +42,9 @@ class GoalsStream(V1Stream):
 
     def parse_response(self, response: requests.Response) -> t.Iterable[dict]:
         # The rows are one level down: {"data": {"goals": [...]}}.
-        data = response_json(response).get("data") or {}
-        yield from data.get("goals") or ()
+        data = self.page_body(response).get("data") or {}
+        goals = data.get("goals") if isinstance(data, dict) else data
+        yield from self.checked_rows(response, goals)
 
 
 class RolesStream(V1Stream):

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tests.sandbox.elsewhere import TRANSPORT_KINDS
+from tests.sandbox.envelope import ENVELOPE_MODES
 
 KINDS = (
     "burst_429",
@@ -22,6 +23,10 @@ KINDS = (
     "invalid_grant",
     "hostile",
     *TRANSPORT_KINDS,
+    # A list answer with broken paging or shape (modes in envelope.py).
+    "envelope",
+    # A normal answer whose x-ratelimit-* headers say what the params say.
+    "rate_headers",
 )
 HOSTILE_MODES = (
     "zero_dates",
@@ -55,6 +60,8 @@ class Fault:
     params: dict[str, Any] = field(default_factory=dict)
     seen: int = 0
     applied: int = 0
+    # What a fault that plays a longer game (envelope cursor_cycle) remembers.
+    memory: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self._regex = re.compile(self.path)
@@ -132,6 +139,17 @@ class FaultRegistry:
                     f"hostile fault needs one or more of {', '.join(HOSTILE_MODES)}; "
                     f"got {sorted(unknown) or 'none'}"
                 )
+        if kind == "envelope":
+            unknown = fault.hostile_modes() - set(ENVELOPE_MODES)
+            if unknown or not fault.hostile_modes():
+                raise ValueError(
+                    f"envelope fault needs one or more of {', '.join(ENVELOPE_MODES)}; "
+                    f"got {sorted(unknown) or 'none'}"
+                )
+        if kind == "rate_headers":
+            names = set(params) - {"limit", "remaining", "reset"}
+            if names or not params:
+                raise ValueError("rate_headers fault takes limit, remaining and/or reset")
         with self._lock:
             self._faults.append(fault)
         return fault

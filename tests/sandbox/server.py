@@ -17,6 +17,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlsplit
 
+from tests.sandbox import envelope
 from tests.sandbox.elsewhere import TRANSPORT_KINDS, send_transport_fault
 from tests.sandbox.endpoints import ENDPOINTS, Endpoint
 from tests.sandbox.faults import Fault
@@ -393,6 +394,8 @@ class SandboxHandler(BaseHTTPRequestHandler):
             "x-ratelimit-remaining": str(remaining),
             "x-ratelimit-reset": str(reset),
         }
+        if fault is not None and fault.kind == "rate_headers":
+            rate_headers.update({f"x-ratelimit-{k}": str(v) for k, v in fault.params.items()})
         if not allowed:
             sb.count_429()
             log(429)
@@ -419,8 +422,13 @@ class SandboxHandler(BaseHTTPRequestHandler):
             self._send_json(429, DAILY_BUDGET_BODY, rate_headers)
             return
         modes = fault.hostile_modes() if fault is not None and fault.kind == "hostile" else set()
+        broken = fault.hostile_modes() if fault is not None and fault.kind == "envelope" else set()
         try:
-            body = sb.lister.respond(endpoint, resolved[1], query, modes)
+            asked = envelope.first_page_query(query, broken)
+            body = sb.lister.respond(endpoint, resolved[1], asked, modes)
+            if broken:
+                assert fault is not None
+                body = envelope.rewrite(body, broken, query, fault.applied, fault.memory)
         except ApiError as error:
             log(error.status)
             self._send_json(error.status, error.body(), rate_headers)
@@ -487,7 +495,8 @@ class SandboxHandler(BaseHTTPRequestHandler):
                     status,
                     {
                         "success": False,
-                        "error": JSON_ERRORS.get(status, "Internal server error"),
+                        "error": fault.params.get("error")
+                        or JSON_ERRORS.get(status, "Internal server error"),
                         "errorCode": status,
                         "error_info": "Please check developers.pipedrive.com",
                     },
