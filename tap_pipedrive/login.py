@@ -278,8 +278,13 @@ class _CallbackHandler(http.server.BaseHTTPRequestHandler):
         if parts.path != callback.redirect.path:
             self._respond(404, _page(ok=False, title="Not found", message="Nothing here."))
             return
-        status, page = callback.offer(Redirect.from_query(parts.query))
+        redirect = Redirect.from_query(parts.query)
+        status, page, ends_login = callback.offer(redirect)
         self._respond(status, page)
+        if ends_login:
+            # Only once the page is sent: the login then closes every connection, and
+            # would otherwise cut this one before the browser got its answer.
+            callback.deliver(redirect)
 
     def _respond(self, status: int, body: bytes) -> None:
         self.send_response(status)
@@ -368,8 +373,12 @@ class CallbackServer:
     def answers_host(self, host: str | None) -> bool:
         return host is not None and host.strip().lower() in self._hosts
 
-    def offer(self, redirect: Redirect) -> tuple[int, bytes]:
-        """Take a request to the callback path; return the status and page to answer with."""
+    def offer(self, redirect: Redirect) -> tuple[int, bytes, bool]:
+        """Take a request to the callback path.
+
+        Returns the status and page to answer with, and whether the request ends the login
+        (the caller delivers it once the page is sent).
+        """
         state = self.expected_state
         ours = bool(redirect.state) and secrets.compare_digest(str(redirect.state), state)
         if ours and (redirect.code or redirect.error):
@@ -384,8 +393,7 @@ class CallbackServer:
                     message="Pipedrive access was granted. You can close this tab and return "
                     "to the terminal.",
                 )
-            self.deliver(redirect)
-            return 200, page
+            return 200, page, True
         if (redirect.code or redirect.error) and self._first_foreign_answer():
             self._warn(
                 "Ignored a request to the login callback that does not carry this login's "
@@ -396,7 +404,7 @@ class CallbackServer:
             "This address only takes Pipedrive's redirect for the tap-pipedrive login "
             "now in progress, and this request is not it. The login is still waiting."
         )
-        return 400, _page(ok=False, title="Not this login's redirect", message=message)
+        return 400, _page(ok=False, title="Not this login's redirect", message=message), False
 
     def _first_foreign_answer(self) -> bool:
         # One line is enough: a flood of forged requests must not flood the terminal.

@@ -173,6 +173,28 @@ def test_only_this_logins_redirect_ends_the_wait():
     assert not any("c0de" in line or "0ther-st4te" in line for line in warnings)
 
 
+def test_the_browser_gets_its_page_before_the_login_closes_the_server(monkeypatch):
+    # The login leaves the server as soon as the redirect is delivered; a page still being
+    # written then would be cut off and the browser would show a connection error.
+    original = login._CallbackHandler._respond
+
+    def slow_respond(self, status, body):
+        time.sleep(0.3)
+        original(self, status, body)
+
+    monkeypatch.setattr(login._CallbackHandler, "_respond", slow_respond)
+    port = free_port()
+    results: list[tuple[int, str]] = []
+    with CallbackServer(LoopbackRedirect.parse(f"http://localhost:{port}/"), "expected") as server:
+        client = threading.Thread(
+            target=lambda: results.append(visit(f"http://127.0.0.1:{port}/?code=c&state=expected"))
+        )
+        client.start()
+        server.wait(5)
+    client.join(10)
+    assert results and results[0][0] == 200 and "authorized" in results[0][1]
+
+
 def test_a_denial_with_this_logins_state_ends_the_wait():
     port = free_port()
     with CallbackServer(LoopbackRedirect.parse(f"http://localhost:{port}/"), "expected") as server:
