@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from tests.sandbox.util import (
+from pipedrive_sandbox.util import (
     COMPANY_DOMAIN,
     COMPANY_ID,
     CURRENCIES,
@@ -32,7 +32,7 @@ from tests.sandbox.util import (
 )
 
 if TYPE_CHECKING:
-    from tests.sandbox.data import Row, World
+    from pipedrive_sandbox.data import Row, World
 
 Filler = Callable[[random.Random, "World"], Any]
 Fmt = Callable[[int], str]
