@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-pytest_plugins = ["tests.support.meltano", "tests.support.oauth", "tests.support.postgres"]
+pytest_plugins = [
+    "tests.support.meltano",
+    "tests.support.oauth",
+    "tests.support.postgres",
+    "tests.support.release",
+]
 
 import pytest  # noqa: E402
 
