@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import urllib.request
 from pathlib import Path
 
@@ -20,7 +19,7 @@ import pytest
 import yaml
 from packaging.specifiers import SpecifierSet
 
-from tests.support.docs import Block, CommandRunner, blocks
+from tests.support.docs import Block, CommandRunner, blocks, browser_stand_in
 from tests.support.meltano import MeltanoUnavailableError, clean_environment, find_meltano
 from tests.support.oauth import consent, free_port
 from tests.support.postgres import PostgresServer
@@ -138,7 +137,7 @@ def test_walkthrough_from_meltano_init_to_a_scheduled_job(
         {
             "PATH": os.pathsep.join([str(meltano.parent), os.environ.get("PATH", "")]),
             # The user's browser: presses "Allow" on the sandbox's consent page.
-            "BROWSER": f"{sys.executable} {REPO_ROOT / 'tests' / 'support' / 'consent_browser.py'}",
+            "BROWSER": browser_stand_in(tmp_path),
             # A free callback port rather than 33333, so parallel runs never collide.
             "TAP_PIPEDRIVE_REDIRECT_URI": f"http://localhost:{callback_port}",
             # psql's password prompt, answered.

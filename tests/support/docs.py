@@ -14,6 +14,7 @@ import re
 import shlex
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -244,3 +245,15 @@ class CommandRunner:
                     process.wait(timeout=30)
             if process.stdout is not None:
                 process.stdout.close()
+
+
+def browser_stand_in(directory: Path) -> str:
+    """A ``BROWSER`` executable that consents on the sandbox (tests/support/consent_browser.py).
+
+    Python's ``webbrowser`` takes ``$BROWSER`` as one program name, hence a wrapper file.
+    """
+    script = directory / "browser"
+    helper = REPO_ROOT / "tests" / "support" / "consent_browser.py"
+    script.write_text(f'#!/bin/sh\nexec "{sys.executable}" "{helper}" "$@"\n', encoding="utf-8")
+    script.chmod(0o755)
+    return str(script)
