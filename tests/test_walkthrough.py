@@ -152,12 +152,14 @@ def test_walkthrough_from_meltano_init_to_a_scheduled_job(
     selected: list[str] = []
     expected: dict[str, int] = {}
     runs = 0
+    separate_runner: list[CommandRunner] = []
     try:
         for block in walkthrough_blocks():
             if block.tag == SEPARATE_PROJECT:
                 other = tmp_path / "other"
                 other.mkdir()
                 separate = CommandRunner(other, env, substitutions)
+                separate_runner.append(separate)
                 separate.run_all(["meltano init my-pipedrive", "cd my-pipedrive"])
                 separate.run_all(block.commands)
                 version = separate.run("meltano invoke tap-pipedrive --version").stdout
@@ -190,6 +192,9 @@ def test_walkthrough_from_meltano_init_to_a_scheduled_job(
                     assert loaded_counts(pg) == expected
     finally:
         runner.stop()
+        print(runner.timings())
+        if separate_runner:
+            print(separate_runner[0].timings())
     assert runs == 3  # meltano run, meltano schedule run, the cron line
     assert len(expected) == len(selected) == 10
     project = work / "my-pipedrive"

@@ -141,6 +141,7 @@ class Result:
     returncode: int
     stdout: str
     stderr: str
+    seconds: float = 0.0
 
 
 @dataclass
@@ -168,6 +169,7 @@ class CommandRunner:
 
     def run(self, command: str, *, check: bool = True) -> Result:
         run_as = self.local(without_comment(command))
+        started = time.monotonic()
         if run_as.startswith("cd ") and "&&" not in run_as:
             self.cwd = (self.cwd / os.path.expanduser(shlex.split(run_as)[1])).resolve()
             result = Result(command, run_as, 0, "", "")
@@ -210,6 +212,7 @@ class CommandRunner:
             result = Result(
                 command, run_as, completed.returncode, completed.stdout, completed.stderr
             )
+        result.seconds = time.monotonic() - started
         self.results.append(result)
         if check and result.returncode != 0:
             raise AssertionError(
@@ -217,6 +220,10 @@ class CommandRunner:
                 f"ran as: {run_as}\n{result.stderr[-3000:]}{result.stdout[-1000:]}"
             )
         return result
+
+    def timings(self) -> str:
+        """One line per command run: seconds and the command as run (for -rP)."""
+        return "\n".join(f"{r.seconds:7.1f} s  {r.run_as[:150]}" for r in self.results)
 
     def run_all(self, commands: Sequence[str]) -> list[Result]:
         return [self.run(command) for command in commands]
