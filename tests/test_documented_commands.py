@@ -223,3 +223,30 @@ def test_cli_login_and_json_helpers_as_documented(sandbox, tmp_path):
     assert "access_token" not in exchanged
     refreshed = json.loads(runner.run(CLI_COMMANDS[5]).stdout)
     assert refreshed["refreshed"] is True
+
+
+def test_help_says_what_the_tap_does_and_its_examples_parse(tmp_path):
+    from tap_pipedrive.tap import CLI_HELP
+
+    for name in ("config.json", "catalog.json", "state.json"):
+        (tmp_path / name).write_text("{}")
+
+    result = subprocess.run(
+        [str(BIN_DIR / "tap-pipedrive"), "--help"], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    assert "Execute the Singer tap." not in result.stdout
+    assert "Read Pipedrive CRM data and write it as Singer messages" in result.stdout
+    examples = [line for line in CLI_HELP.splitlines() if line.startswith("tap-pipedrive ")]
+    assert len(examples) == 4
+    for example in examples:
+        args = shlex.split(without_comment(example).split(" > ")[0])[1:]
+        parsed = subprocess.run(
+            [str(BIN_DIR / "tap-pipedrive"), *args, "--help"],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert parsed.returncode == 0, (example, parsed.stderr)
+        assert "Usage:" in parsed.stdout, example
