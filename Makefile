@@ -36,9 +36,9 @@ format: $(VENV)/.installed
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
-# The tap, the demo script, the test support modules and the embedded loader (a package
+# The tap, the sandbox, the demo script, the test support modules and the embedded loader (a package
 # of its own, so it is named by its directory).
-TYPECHECK_PATHS := tap_pipedrive scripts tests/support loaders/target-sqlite/target_sqlite
+TYPECHECK_PATHS := tap_pipedrive pipedrive_sandbox scripts tests/support loaders/target-sqlite/target_sqlite
 
 typecheck: $(VENV)/.installed
 	$(VENV)/bin/mypy $(TYPECHECK_PATHS)

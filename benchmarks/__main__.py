@@ -1,6 +1,6 @@
 """Benchmark suite: ``python -m benchmarks`` (or ``make bench``); ``--help`` for options.
 
-Everything runs against the local sandbox (``tests/sandbox``) on loopback:
+Everything runs against the local sandbox (``pipedrive_sandbox``) on loopback:
 
 1. CPU throughput on deals with 30 custom fields at zero latency: this tap, singer-io's
    tap-pipedrive 2.1.0 (installed from PyPI into ``.bench/peer-venv``) and the floor (fetch,
@@ -150,13 +150,13 @@ def check(run: Run) -> Run:
 
 
 class SandboxProcess:
-    """``python -m tests.sandbox`` in its own process (its CPU is not the tap's)."""
+    """``python -m pipedrive_sandbox`` in its own process (its CPU is not the tap's)."""
 
     def __init__(self, scale: float, burst_limit: int = 0, latency_ms: float = 0.0) -> None:
         command = [
             sys.executable,
             "-m",
-            "tests.sandbox",
+            "pipedrive_sandbox",
             "--port",
             "0",
             "--seed",
@@ -261,7 +261,7 @@ def floor_plan(api_url: str, stream_name: str) -> list[list[object]]:
 # --- token costs ---------------------------------------------------------------------------------
 def token_cost(path: str) -> int:
     """Documented x-token-cost of one GET (the sandbox's endpoint table is taken from the specs)."""
-    from tests.sandbox.endpoints import ENDPOINTS
+    from pipedrive_sandbox.endpoints import ENDPOINTS
 
     version = "v2" if path.startswith("/api/v2/") else "v1"
     tail = re.sub(r"^(/api)?/v[12]", "", path)
@@ -610,7 +610,7 @@ def _per_stream_table(results: Results, run: Run, requests_made: list[dict], api
 
 def _template_cost(template: str, version: str) -> int:
     """x-token-cost of an endpoint path template, preferring the stream's API version."""
-    from tests.sandbox.endpoints import ENDPOINTS
+    from pipedrive_sandbox.endpoints import ENDPOINTS
 
     found = {endpoint.version: endpoint.cost for endpoint in ENDPOINTS if endpoint.path == template}
     if version in found:

@@ -74,13 +74,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def start_sandbox(seed: int, scale: float, log_path: Path) -> tuple[subprocess.Popen[str], str]:
-    """Start ``python -m tests.sandbox`` and return the process and its base URL."""
+    """Start ``python -m pipedrive_sandbox`` and return the process and its base URL."""
     with log_path.open("w", encoding="utf-8") as log:
         process = subprocess.Popen(
             [
                 sys.executable,
                 "-m",
-                "tests.sandbox",
+                "pipedrive_sandbox",
                 "--port",
                 "0",
                 "--seed",

@@ -231,6 +231,22 @@ CONFIG_SCHEMA = th.PropertiesList(
 ).to_dict()
 
 
+CLI_HELP = """Read Pipedrive CRM data and write it as Singer messages to stdout.
+
+\b
+tap-pipedrive --config config.json --discover > catalog.json
+tap-pipedrive --config config.json --catalog catalog.json --state state.json
+tap-pipedrive --config config.json --login    # OAuth, once, in a browser
+tap-pipedrive --about                         # settings and capabilities
+
+Settings come from --config files or, with --config=ENV, from TAP_PIPEDRIVE_*
+variables.
+
+\b
+Documentation: https://github.com/tap-pipedrive/tap-pipedrive#readme
+"""
+
+
 class PipedriveCommand(SingerCommand):
     """The Singer CLI, ending known failures with one readable line instead of a traceback."""
 
@@ -408,7 +424,7 @@ class TapPipedrive(Tap):
             name=base.name,
             callback=oauth_cli.wrap_callback(cls, base.callback),
             params=[*base.params, *oauth_cli.options()],
-            help=base.help,
+            help=CLI_HELP,
             context_settings=base.context_settings,
             logger=cls.logger,
         )

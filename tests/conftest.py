@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-pytest_plugins = ["tests.support.meltano", "tests.support.oauth", "tests.support.postgres"]
+pytest_plugins = [
+    "tests.support.meltano",
+    "tests.support.oauth",
+    "tests.support.postgres",
+    "tests.support.release",
+]
 
 import pytest  # noqa: E402
 
@@ -21,7 +26,7 @@ def _private_token_store(tmp_path_factory, monkeypatch):
 @pytest.fixture
 def sandbox():
     """A fresh sandbox per test, so mutations and faults never leak between tests."""
-    from tests.sandbox import Sandbox
+    from pipedrive_sandbox import Sandbox
 
     # No burst limiter: tests of pacing and 429s make their own sandboxes with one.
     with Sandbox(seed=1, scale=SANDBOX_SCALE, burst_limit=None) as sb:

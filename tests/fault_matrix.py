@@ -23,7 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from tests.sandbox import Sandbox
+from pipedrive_sandbox import Sandbox
 from tests.support.delivery import (
     FAST_RETRIES,
     RELIABILITY_STREAMS,

@@ -13,10 +13,10 @@ from urllib.parse import urlparse
 
 import pytest
 
+from pipedrive_sandbox import Sandbox
 from tap_pipedrive import prefetch
 from tap_pipedrive.errors import DailyBudgetExhausted
 from tap_pipedrive.tap import CONFIG_SCHEMA
-from tests.sandbox import Sandbox
 from tests.tap_runner import CORE_STREAM_NAMES, run_cli, sync_capturing
 
 WAIT_SECONDS = 10.0

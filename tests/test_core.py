@@ -6,8 +6,8 @@ import atexit
 
 from singer_sdk.testing import get_tap_test_class
 
+from pipedrive_sandbox import Sandbox
 from tap_pipedrive.tap import TapPipedrive
-from tests.sandbox import Sandbox
 
 # The SDK builds its test class (and runs a sync to parametrise it) at collection time,
 # so the sandbox must already be serving then.

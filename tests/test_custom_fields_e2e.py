@@ -7,7 +7,7 @@ import json
 import psycopg
 import pytest
 
-from tests.sandbox import Sandbox
+from pipedrive_sandbox import Sandbox
 from tests.support.meltano import MeltanoProject, sandbox_tap_environment
 from tests.support.postgres import PostgresServer
 

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.sandbox import Sandbox
-from tests.sandbox.fields import CUSTOM_TYPES
+from pipedrive_sandbox import Sandbox
+from pipedrive_sandbox.fields import CUSTOM_TYPES
 from tests.tap_runner import SyncResult, run_cli
 
 V2_ACTIVITY_FIELDS = "/api/v2/activityFields"

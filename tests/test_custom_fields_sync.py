@@ -13,12 +13,12 @@ import jsonschema
 import pytest
 import requests
 
+from pipedrive_sandbox import Sandbox
 from tap_pipedrive.client import SCHEMA_SOURCE, V1Stream
 from tap_pipedrive.custom_fields import CustomFieldSchema, described_key
 from tap_pipedrive.errors import PipedriveAPIError, StreamUnavailable
 from tap_pipedrive.streams.custom_fields import FieldDefinitionReader
 from tap_pipedrive.tap import TapPipedrive
-from tests.sandbox import Sandbox
 
 FORMAT_CHECKER = jsonschema.Draft7Validator.FORMAT_CHECKER
 # The JSON type each Pipedrive custom field type must get (PIPEDRIVE_API.md §6).

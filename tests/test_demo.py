@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.sandbox import Sandbox
+from pipedrive_sandbox import Sandbox
 from tests.support.meltano import (
     REPO_ROOT,
     SANDBOX_API_TOKEN,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import re
 import sys
 from pathlib import Path
 
@@ -74,3 +75,31 @@ def test_meltano_capabilities_match_the_tap():
     declared = set(extractor()["capabilities"])
     actual = {str(c) for c in TapPipedrive.capabilities}
     assert declared == actual
+
+
+def plugin_definition() -> dict:
+    return yaml.safe_load(
+        (ROOT / "plugins" / "extractors" / "tap-pipedrive.yml").read_text(encoding="utf-8")
+    )
+
+
+def test_plugin_definition_is_in_step_with_meltano_yml():
+    # `meltano add --plugin-type extractor tap-pipedrive --from-ref <file>` must give a
+    # project the same plugin as this repository's own meltano.yml.
+    definition, project = plugin_definition(), extractor()
+    for key in ("namespace", "executable", "capabilities", "settings_group_validation"):
+        assert definition[key] == project[key], key
+    assert definition["settings"] == project["settings"]
+    assert definition["commands"] == project["commands"]
+    assert definition["name"] == project["name"]
+
+
+def test_plugin_definition_pins_the_newest_changelog_version():
+    # The release commit dates the newest CHANGELOG.md section and is tagged v<version>:
+    # the plugin definition it ships installs that tag.
+    changelog = (ROOT / "CHANGELOG.md").read_text(encoding="utf-8")
+    versions = re.findall(r"^## (\d+\.\d+\.\d+) ", changelog, re.M)
+    assert versions, "CHANGELOG.md names no version"
+    assert plugin_definition()["pip_url"] == (
+        f"git+https://github.com/tap-pipedrive/tap-pipedrive.git@v{versions[0]}"
+    )

@@ -25,8 +25,8 @@ from typing import Any
 import psycopg
 import pytest
 
+from pipedrive_sandbox import Sandbox
 from tap_pipedrive.tap import TapPipedrive
-from tests.sandbox import Sandbox
 from tests.support.delivery import SecretLedger
 from tests.support.meltano import MeltanoProject, sandbox_tap_environment
 from tests.support.pipeline import row_counts

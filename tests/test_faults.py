@@ -16,9 +16,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+from pipedrive_sandbox import Sandbox
 from tests import fault_matrix
 from tests.fault_matrix import MIXES, SINGLE_FAULTS, Outcome, Scenario
-from tests.sandbox import Sandbox
 from tests.support.delivery import FAST_RETRIES, TapSession, assert_one_clear_error
 
 # Seeds per random mix in CI; the table in the closing note uses 20.

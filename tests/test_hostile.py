@@ -18,9 +18,9 @@ from pathlib import Path
 import jsonschema
 import pytest
 
+from pipedrive_sandbox import Sandbox
+from pipedrive_sandbox.hostile import LONG_STRING_SIZE, NASTY_TEXT
 from tests import fault_matrix
-from tests.sandbox import Sandbox
-from tests.sandbox.hostile import LONG_STRING_SIZE, NASTY_TEXT
 from tests.support.delivery import (
     FAST_RETRIES,
     SecretLedger,

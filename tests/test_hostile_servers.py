@@ -2,7 +2,7 @@
 
 A server may ask for absurd waits, page forever, send paging fields of the wrong type,
 nest JSON a thousand levels deep or put terminal escape codes in its texts. Each case
-is one sandbox fault (``envelope`` and ``rate_headers`` in tests/sandbox, or an existing
+is one sandbox fault (``envelope`` and ``rate_headers`` in pipedrive_sandbox, or an existing
 kind with an odd parameter), installed after the first page so there is something to
 keep: the run must end within seconds with exit 1 and exactly one error line, its last
 STATE must cover the records it delivered, and a rerun from that STATE once the server
@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import pytest
 
+from pipedrive_sandbox import Sandbox
 from tap_pipedrive.client import MAX_EMPTY_PAGES
-from tests.sandbox import Sandbox
 from tests.support.delivery import (
     FAST_RETRIES,
     TapRun,

@@ -23,7 +23,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from tests.sandbox import Sandbox
+from pipedrive_sandbox import Sandbox
 from tests.support.delivery import SecretLedger, TapSession
 from tests.support.meltano import MeltanoProject, sandbox_tap_environment
 from tests.support.pipeline import Kill, load_with_target_postgres, row_counts

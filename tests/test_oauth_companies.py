@@ -251,7 +251,7 @@ def test_a_refresh_token_of_another_company_than_api_domain_ends_the_run(sandbox
 
 
 def test_a_store_written_for_another_oauth_url_is_not_adopted(sandbox, tmp_path):
-    from tests.sandbox import Sandbox
+    from pipedrive_sandbox import Sandbox
 
     settings = app_settings(sandbox)
     login(tmp_path / "a.json", settings, None)

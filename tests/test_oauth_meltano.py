@@ -29,8 +29,8 @@ from tests.support.oauth import (
 
 @pytest.fixture
 def meltano_sandbox(monkeypatch):
-    from tests.sandbox import Sandbox
-    from tests.sandbox import oauth as sandbox_oauth
+    from pipedrive_sandbox import Sandbox
+    from pipedrive_sandbox import oauth as sandbox_oauth
 
     # A client id of its own, so the project's token store file is this test's alone.
     client_id = f"meltano-login-test-{uuid.uuid4().hex[:8]}"

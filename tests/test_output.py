@@ -13,10 +13,10 @@ from singer_sdk.helpers._typing import conform_record_data_types
 from singer_sdk.helpers.conform import TypeConformanceLevel
 from singer_sdk.singerlib import RecordMessage, SchemaMessage, StateMessage
 
+from pipedrive_sandbox import Sandbox
 from tap_pipedrive.conform import Conformer
 from tap_pipedrive.output import SingerOutput
 from tap_pipedrive.tap import TapPipedrive
-from tests.sandbox import Sandbox
 
 LOGGER = logging.getLogger("test")
 

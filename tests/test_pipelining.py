@@ -14,10 +14,10 @@ import time
 import pytest
 import requests
 
+from pipedrive_sandbox import Sandbox
 from tap_pipedrive import prefetch
 from tap_pipedrive.errors import DailyBudgetExhausted
 from tap_pipedrive.tap import TapPipedrive
-from tests.sandbox import Sandbox
 from tests.tap_runner import sync_capturing
 
 PAGE_SIZE = 50

@@ -7,9 +7,9 @@ import json
 import pytest
 import requests
 
+from pipedrive_sandbox import Sandbox
 from tap_pipedrive import ratelimit
 from tap_pipedrive.ratelimit import ASSUMED_LIMIT, RESERVE, RateLimiter
-from tests.sandbox import Sandbox
 from tests.tap_runner import CORE_STREAM_NAMES, run_cli, run_tap
 
 CORE = set(CORE_STREAM_NAMES)

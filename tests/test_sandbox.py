@@ -1,4 +1,4 @@
-"""Tests of the Pipedrive sandbox (tests/sandbox): paging, filters, auth, OAuth, faults."""
+"""Tests of the Pipedrive sandbox (pipedrive_sandbox): paging, filters, auth, OAuth, faults."""
 
 from __future__ import annotations
 
@@ -18,11 +18,11 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 import requests
 
-from tests.sandbox import Sandbox
-from tests.sandbox.data import SHAPES, World
-from tests.sandbox.endpoints import ENDPOINTS
-from tests.sandbox.fields import CUSTOM_TYPES
-from tests.sandbox.util import CLOCK_START, DATA_END, DATA_START, parse_timestamp
+from pipedrive_sandbox import Sandbox
+from pipedrive_sandbox.data import SHAPES, World
+from pipedrive_sandbox.endpoints import ENDPOINTS
+from pipedrive_sandbox.fields import CUSTOM_TYPES
+from pipedrive_sandbox.util import CLOCK_START, DATA_END, DATA_START, parse_timestamp
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SPEC_DIR = REPO_ROOT.parent / "shared" / "pipedrive-openapi"
@@ -867,7 +867,7 @@ def test_control_plane(fresh, http):
 
 def test_cli_prints_url_and_stops_on_sigterm():
     process = subprocess.Popen(
-        [sys.executable, "-m", "tests.sandbox", "--port", "0", "--scale", "0.05"],
+        [sys.executable, "-m", "pipedrive_sandbox", "--port", "0", "--scale", "0.05"],
         cwd=REPO_ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -901,7 +901,7 @@ def test_cli_rejects_bad_arguments_with_one_line():
         (["--scale", "0"], "--scale"),
     ):
         result = subprocess.run(
-            [sys.executable, "-m", "tests.sandbox", *args],
+            [sys.executable, "-m", "pipedrive_sandbox", *args],
             cwd=REPO_ROOT,
             capture_output=True,
             text=True,
@@ -932,7 +932,7 @@ def test_endpoint_costs_match_the_shapes_file():
 @pytest.mark.skipif(not SPEC_DIR.is_dir(), reason="official OpenAPI specs not available")
 def test_shapes_file_is_current_with_the_specs():
     pytest.importorskip("yaml")
-    from tests.sandbox.generate_shapes import generate
+    from pipedrive_sandbox.generate_shapes import generate
 
     assert generate(SPEC_DIR) == SHAPES
 

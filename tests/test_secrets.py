@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.sandbox import Sandbox
+from pipedrive_sandbox import Sandbox
 from tests.support.delivery import (
     FAST_RETRIES,
     SecretLedger,

@@ -381,7 +381,7 @@ def _spec_path(version: str, path: str) -> str | None:
 
 
 def test_every_request_the_tap_sends_is_in_the_spec() -> None:
-    from tests.sandbox import Sandbox
+    from pipedrive_sandbox import Sandbox
     from tests.tap_runner import run_tap
 
     streams = {stream.name for stream in _registered_streams()}

@@ -15,7 +15,7 @@ from collections import defaultdict
 
 import pytest
 
-from tests.sandbox import Sandbox
+from pipedrive_sandbox import Sandbox
 from tests.tap_runner import run_cli, run_tap
 
 PER_DEAL = {

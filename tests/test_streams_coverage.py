@@ -9,10 +9,10 @@ from __future__ import annotations
 import jsonschema
 import pytest
 
+from pipedrive_sandbox import Sandbox
 from tap_pipedrive.streams import STREAM_TYPES
 from tap_pipedrive.streams.core import CORE_STREAMS
 from tap_pipedrive.tap import TapPipedrive
-from tests.sandbox import Sandbox
 from tests.tap_runner import run_tap
 
 CORE = {stream.name for stream in CORE_STREAMS} | {"custom_fields"}

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.sandbox import Sandbox
+from pipedrive_sandbox import Sandbox
 from tests.tap_runner import run_tap
 
 STREAMS = {"notes", "leads", "files"}

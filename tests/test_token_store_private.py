@@ -212,7 +212,7 @@ def plant(prefix: list[str], script: str, *args: str, stdin: str = "") -> None:
 
 def test_a_store_planted_by_another_user_is_never_adopted(sandbox, other_user):
     """A config without refresh_token (the Meltano pattern) reading a planted store."""
-    from tests.sandbox import Sandbox
+    from pipedrive_sandbox import Sandbox
 
     prefix, shared = other_user
     with Sandbox(seed=3, scale=0.05, burst_limit=None) as attacker:

@@ -2,7 +2,7 @@
 
 Redirects (API and token endpoint), api_domain and URL checks, the proxy environment, and
 the per-response size and time caps, against the sandbox and a server standing for a host
-the user did not configure (``tests/sandbox/elsewhere.py``).
+the user did not configure (``pipedrive_sandbox/elsewhere.py``).
 """
 
 from __future__ import annotations
@@ -19,11 +19,11 @@ from pathlib import Path
 
 import pytest
 
+from pipedrive_sandbox.elsewhere import Elsewhere
 from tap_pipedrive.errors import ConfigError, PipedriveError
 from tap_pipedrive.login import OAuthClient
 from tap_pipedrive.tap import TapPipedrive
 from tap_pipedrive.transport import MAX_BODY_BYTES, check_api_domain
-from tests.sandbox.elsewhere import Elsewhere
 from tests.support.delivery import SDK_CONTEXT_LINE, tap_environment, write_private_json
 from tests.tap_runner import parse_messages, select_only, sync_capturing
 

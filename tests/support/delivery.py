@@ -159,7 +159,7 @@ def recording_issued_tokens(ledger: SecretLedger) -> Iterator[None]:
     so sessions running in parallel threads never undo each other's recording.
     """
     global _recording_installed
-    from tests.sandbox import oauth as sandbox_oauth
+    from pipedrive_sandbox import oauth as sandbox_oauth
 
     with _ledgers_lock:
         if not _recording_installed:

@@ -179,7 +179,7 @@ class SecretLedger:
 @pytest.fixture
 def secret_ledger(sandbox, monkeypatch) -> SecretLedger:
     """Record every access token, refresh token and code the sandbox hands out."""
-    from tests.sandbox import oauth as sandbox_oauth
+    from pipedrive_sandbox import oauth as sandbox_oauth
 
     ledger = SecretLedger(sandbox.client_secret)
     for name in ("new_access_token", "new_refresh_token"):

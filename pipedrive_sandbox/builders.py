@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from tests.sandbox.util import (
+from pipedrive_sandbox.util import (
     CURRENCIES,
     DATA_END,
     DATA_START,
@@ -30,7 +30,7 @@ from tests.sandbox.util import (
 )
 
 if TYPE_CHECKING:
-    from tests.sandbox.data import Row, World
+    from pipedrive_sandbox.data import Row, World
 
 Filler = Callable[[random.Random, "World"], Any]
 Fmt = Callable[[int], str]

@@ -1,4 +1,4 @@
-"""``python -m tests.sandbox``: serve the sandbox until SIGTERM/SIGINT.
+"""``pipedrive-sandbox`` (or ``python -m pipedrive_sandbox``): serve the sandbox until SIGTERM/SIGINT.
 
 Prints exactly one line, the base URL, to stdout; credentials go to stderr for humans.
 """
@@ -12,7 +12,7 @@ import threading
 from types import FrameType
 from typing import NoReturn
 
-from tests.sandbox.core import Sandbox
+from pipedrive_sandbox.core import Sandbox
 
 
 class _Parser(argparse.ArgumentParser):
@@ -22,7 +22,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="python -m tests.sandbox", description=__doc__)
+    parser = _Parser(prog="pipedrive-sandbox", description=__doc__)
     parser.add_argument("--port", type=int, default=0, help="TCP port (0 = any free port)")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--scale", type=float, default=1.0)

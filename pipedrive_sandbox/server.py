@@ -17,15 +17,15 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlsplit
 
-from tests.sandbox import envelope
-from tests.sandbox.elsewhere import TRANSPORT_KINDS, send_transport_fault
-from tests.sandbox.endpoints import ENDPOINTS, Endpoint
-from tests.sandbox.faults import Fault
-from tests.sandbox.listing import ApiError, dumps
-from tests.sandbox.oauth import OAuthError
+from pipedrive_sandbox import envelope
+from pipedrive_sandbox.elsewhere import TRANSPORT_KINDS, send_transport_fault
+from pipedrive_sandbox.endpoints import ENDPOINTS, Endpoint
+from pipedrive_sandbox.faults import Fault
+from pipedrive_sandbox.listing import ApiError, dumps
+from pipedrive_sandbox.oauth import OAuthError
 
 if TYPE_CHECKING:
-    from tests.sandbox.core import Sandbox
+    from pipedrive_sandbox.core import Sandbox
 
 UNAUTHORIZED = {
     "success": False,

@@ -10,8 +10,8 @@ from __future__ import annotations
 import random
 from typing import TYPE_CHECKING, Any
 
-from tests.sandbox.builders import ACTIVITY_TYPES, Fmt, between, maybe, ref
-from tests.sandbox.util import (
+from pipedrive_sandbox.builders import ACTIVITY_TYPES, Fmt, between, maybe, ref
+from pipedrive_sandbox.util import (
     CURRENCIES,
     DATA_END,
     PHRASES,
@@ -25,7 +25,7 @@ from tests.sandbox.util import (
 )
 
 if TYPE_CHECKING:
-    from tests.sandbox.data import Row, Table, World
+    from pipedrive_sandbox.data import Row, Table, World
 
 LEAD_LABELS = (
     ("Hot 🔥", "red"),

@@ -6,7 +6,7 @@ parameter constraints and token costs are extracted (no descriptions or examples
 
 Usage (from the repository root, needs PyYAML from the dev extras)::
 
-    python -m tests.sandbox.generate_shapes [--spec-dir ../shared/pipedrive-openapi]
+    python -m pipedrive_sandbox.generate_shapes [--spec-dir ../shared/pipedrive-openapi]
 """
 
 from __future__ import annotations
@@ -16,10 +16,10 @@ import json
 from pathlib import Path
 from typing import Any
 
-from tests.sandbox.endpoints import ENDPOINTS, Endpoint
+from pipedrive_sandbox.endpoints import ENDPOINTS, Endpoint
 
 SHAPES_PATH = Path(__file__).with_name("shapes.json")
-DEFAULT_SPEC_DIR = Path(__file__).resolve().parents[2].parent / "shared" / "pipedrive-openapi"
+DEFAULT_SPEC_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "pipedrive-openapi"
 
 # Keys kept from a schema node; everything else (descriptions, examples, titles) is dropped.
 _KEPT = ("type", "nullable", "format", "enum", "maximum", "minimum")

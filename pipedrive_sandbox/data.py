@@ -21,9 +21,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tests.sandbox import builders, secondary
-from tests.sandbox.fields import FieldDef, FieldRegistry, builtin_type, v1_flat, v2_value
-from tests.sandbox.util import (
+from pipedrive_sandbox import builders, secondary
+from pipedrive_sandbox.fields import FieldDef, FieldRegistry, builtin_type, v1_flat, v2_value
+from pipedrive_sandbox.util import (
     DATA_END,
     DATA_START,
     DEFAULT_COMPANY,

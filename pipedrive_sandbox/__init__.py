@@ -2,7 +2,7 @@
 
 Stdlib only, so it runs in any virtualenv::
 
-    from tests.sandbox import Sandbox
+    from pipedrive_sandbox import Sandbox
 
     with Sandbox(seed=1, scale=1.0) as sb:
         sb.url                      # "http://127.0.0.1:<port>"
@@ -14,7 +14,7 @@ Several companies behind one OAuth app: ``globex = sb.add_company("globex")`` st
 company (its own records, company id and name, API token and loopback port, which is the
 ``api_domain`` its tokens answer with); the consent page then asks which company to authorize.
 
-Or from another process: ``python -m tests.sandbox --port 0`` prints the URL and serves until
+Or from another process: ``python -m pipedrive_sandbox --port 0`` prints the URL and serves until
 SIGTERM; the ``/_sandbox/*`` control plane exposes counts, datasets, mutations and faults.
 
 Control plane (no auth): ``GET /_sandbox/counts[?streams=a,b]``, ``GET /_sandbox/dataset/<e>``,
@@ -53,6 +53,6 @@ Conventions worth knowing:
 
 from __future__ import annotations
 
-from tests.sandbox.core import Sandbox
+from pipedrive_sandbox.core import Sandbox
 
 __all__ = ["Sandbox"]

@@ -6,7 +6,7 @@ import random
 from dataclasses import dataclass, field
 from typing import Any
 
-from tests.sandbox.util import (
+from pipedrive_sandbox.util import (
     CURRENCIES,
     DATA_START,
     TIMEZONES,

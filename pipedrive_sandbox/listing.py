@@ -13,11 +13,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from tests.sandbox import builders
-from tests.sandbox.data import SHAPES, Table, World, optional_fields
-from tests.sandbox.endpoints import Endpoint
-from tests.sandbox.hostile import HostileContext, apply_hostile
-from tests.sandbox.util import parse_timestamp
+from pipedrive_sandbox import builders
+from pipedrive_sandbox.data import SHAPES, Table, World, optional_fields
+from pipedrive_sandbox.endpoints import Endpoint
+from pipedrive_sandbox.hostile import HostileContext, apply_hostile
+from pipedrive_sandbox.util import parse_timestamp
 
 if TYPE_CHECKING:
     from collections.abc import Iterable

@@ -8,8 +8,8 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any
 
-from tests.sandbox.elsewhere import TRANSPORT_KINDS
-from tests.sandbox.envelope import ENVELOPE_MODES
+from pipedrive_sandbox.elsewhere import TRANSPORT_KINDS
+from pipedrive_sandbox.envelope import ENVELOPE_MODES
 
 KINDS = (
     "burst_429",

@@ -9,13 +9,13 @@ import time
 from datetime import datetime, timezone
 from typing import Any
 
-from tests.sandbox.data import FIELD_ENTITIES, Dataset, Table, World
-from tests.sandbox.faults import FaultRegistry
-from tests.sandbox.fields import v1_flat, v2_value
-from tests.sandbox.listing import Lister
-from tests.sandbox.oauth import OAuthState, _same
-from tests.sandbox.server import BurstLimiter, RequestRecord, SandboxServer
-from tests.sandbox.util import CLOCK_START, DEFAULT_COMPANY, FORMATTERS, Company, mix_seed
+from pipedrive_sandbox.data import FIELD_ENTITIES, Dataset, Table, World
+from pipedrive_sandbox.faults import FaultRegistry
+from pipedrive_sandbox.fields import v1_flat, v2_value
+from pipedrive_sandbox.listing import Lister
+from pipedrive_sandbox.oauth import OAuthState, _same
+from pipedrive_sandbox.server import BurstLimiter, RequestRecord, SandboxServer
+from pipedrive_sandbox.util import CLOCK_START, DEFAULT_COMPANY, FORMATTERS, Company, mix_seed
 
 FIELD_KEYS = ("name", "field_type", "options")
 # Entity names accepted by add_custom_field -> field set.
@@ -37,7 +37,7 @@ FIELD_SET_OF = {
 
 
 class Sandbox:
-    """A Pipedrive look-alike served on 127.0.0.1 (see ``tests/sandbox/__init__.py``)."""
+    """A Pipedrive look-alike served on 127.0.0.1 (see ``pipedrive_sandbox/__init__.py``)."""
 
     def __init__(
         self,
