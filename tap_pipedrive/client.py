@@ -30,8 +30,10 @@ from tap_pipedrive.conform import Conformer
 from tap_pipedrive.custom_fields import CustomFieldSchema, layout_for
 from tap_pipedrive.endpoints import scope_hint
 from tap_pipedrive.errors import (
+    CredentialsRejected,
     DailyBudgetExhausted,
     PipedriveAPIError,
+    ServerUnreachable,
     StreamUnavailable,
 )
 from tap_pipedrive.normalize import (
@@ -50,6 +52,10 @@ MAX_PAGE_SIZE = 500
 # Consecutive 429s after which throttling is taken to be the daily budget rather than
 # the 2-second burst window (Pipedrive exposes no header for the daily budget).
 BURST_429_LIMIT = 6
+# Attempts at a host that refuses the connection outright. Nothing listens there (a wrong
+# api_url, a service that is down), so the patient retries kept for timeouts and
+# dropped connections would only delay the error by minutes.
+REFUSED_CONNECTION_ATTEMPTS = 3
 
 _json_decoder = msgspec.json.Decoder()
 
@@ -333,7 +339,22 @@ class PipedriveStream(RESTStream[t.Any]):
     ) -> requests.Response:
         # Pace before sending, so the burst window is never overrun (see ratelimit.py).
         self._tap.rate_limiter.before_request()  # type: ignore[attr-defined]
-        return super()._request(prepared_request, context)
+        try:
+            return super()._request(prepared_request, context)
+        except requests.exceptions.ConnectionError as exc:
+            if not _is_refused(exc):
+                raise
+            # The retry decorator sends the same prepared request again: count on it.
+            refusals = getattr(prepared_request, "_pd_refusals", 0) + 1
+            prepared_request._pd_refusals = refusals  # type: ignore[attr-defined]
+            if refusals < REFUSED_CONNECTION_ATTEMPTS:
+                raise
+            host = urlparse(prepared_request.url or "").netloc
+            msg = (
+                f"Cannot connect to {host}: connection refused ({_attempts(refusals)}); "
+                "check the api_url setting (or the api_domain written by the OAuth login)"
+            )
+            raise ServerUnreachable(msg) from None
 
     def request_records(self, context: Context | None) -> t.Iterable[dict]:
         if self.refused:
@@ -345,11 +366,11 @@ class PipedriveStream(RESTStream[t.Any]):
             self.refused = True
             self.logger.warning("Skipping stream %s: %s", self.name, exc)
         except RetriableAPIError as exc:
-            msg = f"Gave up after {self.backoff_max_tries()} attempts: {exc}"
+            msg = f"Gave up after {_attempts(self.backoff_max_tries())}: {exc}"
             raise PipedriveAPIError(msg) from None
         except requests.RequestException as exc:
             msg = (
-                f"Gave up after {self.backoff_max_tries()} attempts on stream {self.name}: "
+                f"Gave up after {_attempts(self.backoff_max_tries())} on stream {self.name}: "
                 f"{type(exc).__name__} talking to {urlparse(self.url_base).netloc}"
             )
             raise PipedriveAPIError(msg) from None
@@ -439,11 +460,19 @@ class PipedriveStream(RESTStream[t.Any]):
             auth.invalidate(sent or None)
             response.request._pd_retried = True  # type: ignore[attr-defined]
             raise RetriableAPIError(self.response_error_message(response), response)
-        hint = {
-            "APIKeyAuthenticator": "check the api_token setting",
-            "BearerTokenAuthenticator": "the access_token has expired or was revoked",
-        }.get(type(auth).__name__, "the refreshed access token was rejected too")
-        raise PipedriveAPIError(f"{self.response_error_message(response)} ({hint})")
+        # The cause first: whatever the request was for, the credentials are at fault.
+        cause = {
+            "APIKeyAuthenticator": "Pipedrive rejected the API token: check the api_token "
+            "setting (TAP_PIPEDRIVE_API_TOKEN)",
+            "BearerTokenAuthenticator": "Pipedrive rejected the access token: the "
+            "access_token setting has expired or was revoked (set client_id, client_secret "
+            "and refresh_token to have it refreshed)",
+        }.get(
+            type(auth).__name__,
+            "Pipedrive rejected the OAuth access token even after a refresh: check the "
+            "client_id and refresh_token settings, or run `tap-pipedrive --login` again",
+        )
+        raise CredentialsRejected(f"{cause}. {self.response_error_message(response)}")
 
     def _handle_throttle(self, response: requests.Response) -> None:
         remaining = _int_header(response, "x-ratelimit-remaining")
@@ -662,6 +691,25 @@ class PipedriveStream(RESTStream[t.Any]):
 
 def _context_key(context: Context | None) -> str:
     return json.dumps(dict(context or {}), sort_keys=True, default=str)
+
+
+def _is_refused(exc: BaseException) -> bool:
+    """Whether a ConnectionRefusedError lies anywhere under a requests/urllib3 error."""
+    pending, seen = [exc], set()
+    while pending:
+        current = pending.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, ConnectionRefusedError):
+            return True
+        linked = (current.__cause__, current.__context__, getattr(current, "reason", None))
+        pending.extend(e for e in (*linked, *current.args) if isinstance(e, BaseException))
+    return False
+
+
+def _attempts(count: int) -> str:
+    return f"{count} attempt" if count == 1 else f"{count} attempts"
 
 
 def _int_header(response: requests.Response, name: str) -> int | None:

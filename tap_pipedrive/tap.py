@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import os
 import signal
 import sys
 import typing as t
@@ -15,6 +16,13 @@ from urllib.parse import urlparse
 
 from singer_sdk import Tap
 from singer_sdk import typing as th
+
+# Private SDK surface, both for --config=ENV (see TapPipedrive._env_var_config): the
+# SDK's own parser of one setting's variable, and the decorator the SDK declares the
+# overridden property with.
+from singer_sdk.configuration._dict_config import parse_environment_config
+from singer_sdk.exceptions import ConfigValidationError
+from singer_sdk.helpers._classproperty import classproperty
 from singer_sdk.plugin_base import SingerCommand
 
 from tap_pipedrive import oauth_cli
@@ -40,6 +48,7 @@ if t.TYPE_CHECKING:
     from types import FrameType
 
     import click
+    from jsonschema import ValidationError
 
     from tap_pipedrive.client import PipedriveStream
 
@@ -235,7 +244,9 @@ class PipedriveCommand(SingerCommand):
         try:
             return super().main(*args, **kwargs)
         except PipedriveError as exc:
-            self.logger.error("%s", exc)
+            # One line per problem (a config error may name several settings).
+            for line in str(exc).splitlines():
+                self.logger.error("%s", line)
             sys.exit(exc.exit_code)
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
@@ -262,10 +273,44 @@ class TapPipedrive(Tap):
         # Masked first: a secret given with the wrong type is quoted by the validation error.
         secrets = [str(self.config[key]) for key in SECRET_SETTINGS if self.config.get(key)]
         SecretRedactor.install(secrets)
-        errors = super()._validate_config(raise_errors=raise_errors)
+        try:
+            errors = super()._validate_config(raise_errors=raise_errors)
+        except ConfigValidationError:
+            # The SDK's lines quote values as Python reprs (Decimal('1.5')), secrets too.
+            validator = th.DEFAULT_JSONSCHEMA_VALIDATOR(self.config_jsonschema)
+            problems = sorted(
+                {_describe_config_error(e) for e in validator.iter_errors(dict(self.config))}
+            )
+            raise ConfigError("\n".join(problems) or "The config is not valid") from None
         if raise_errors:
             self._check_config()
         return errors
+
+    @classproperty
+    def _env_var_config(cls) -> dict[str, t.Any]:
+        """Settings from TAP_PIPEDRIVE_* variables (--config=ENV), one line per bad value.
+
+        The SDK parses them in one go, and a single bad number ends it with a traceback;
+        it also leaves number settings as text, which validation then refuses.
+        """
+        schema = cls.config_jsonschema
+        cls.append_builtin_config(schema)
+        prefix = cls._env_var_prefix
+        config: dict[str, t.Any] = {}
+        problems = []
+        for key, prop in schema.get("properties", {}).items():
+            try:
+                found = parse_environment_config({"properties": {key: prop}}, prefix)
+                value = found.get(key)
+                if isinstance(value, str) and "number" in _json_types(prop):
+                    found[key] = float(value)
+            except ValueError:
+                problems.append(_env_problem(prefix, key, prop))
+                continue
+            config.update(found)
+        if problems:
+            raise ConfigError("\n".join(problems))
+        return config
 
     @cached_property
     def rate_limiter(self) -> RateLimiter:
@@ -389,6 +434,60 @@ class TapPipedrive(Tap):
             context_settings=base.context_settings,
             logger=cls.logger,
         )
+
+
+_TYPE_WORDS = {
+    "string": "text",
+    "integer": "a whole number",
+    "number": "a number",
+    "boolean": "true or false",
+    "object": "a JSON object",
+    "array": "a JSON array",
+}
+
+
+def _json_types(prop: t.Mapping[str, t.Any]) -> list[str]:
+    kinds = prop.get("type") or [k for option in prop.get("anyOf", ()) for k in _json_types(option)]
+    return [kinds] if isinstance(kinds, str) else list(kinds)
+
+
+def _expected(kinds: t.Iterable[str]) -> str:
+    return " or ".join(_TYPE_WORDS.get(kind, kind) for kind in kinds if kind != "null")
+
+
+def _shown(name: str, value: t.Any) -> str:
+    """A value as the user wrote it (JSON), never a Python repr; secrets not at all."""
+    if name in SECRET_SETTINGS:
+        return "a value that is not shown (the setting is secret)"
+    text = json.dumps(value) if isinstance(value, str) else json.dumps(value, default=str)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _env_problem(prefix: str, key: str, prop: t.Mapping[str, t.Any]) -> str:
+    variable = prefix + key.upper().replace("-", "_")
+    value = os.environ.get(variable, "")
+    return (
+        f"{variable} (setting {key}) must be {_expected(_json_types(prop))}, "
+        f"got {_shown(key, value)}"
+    )
+
+
+def _describe_config_error(error: ValidationError) -> str:
+    """One line naming the setting and what it must be."""
+    name = ".".join(str(part) for part in error.absolute_path) or "config"
+    setting = name.split(".", 1)[0]
+    got = f", got {_shown(setting, error.instance)}"
+    expectation = {
+        "type": lambda: f"must be {_expected(_json_types({'type': error.validator_value}))}",
+        "minimum": lambda: f"must be at least {error.validator_value}",
+        "maximum": lambda: f"must be at most {error.validator_value}",
+        "enum": lambda: "must be one of " + ", ".join(map(str, error.validator_value)),
+    }.get(str(error.validator))
+    if expectation is not None:
+        return f"Setting {name} {expectation()}{got}"
+    if setting in SECRET_SETTINGS:
+        return f"Setting {name} is not valid ({error.validator} check)"
+    return f"Setting {name}: {error.message}"
 
 
 def _is_iso_date_time(value: t.Any) -> bool:
