@@ -43,6 +43,7 @@ from tap_pipedrive.normalize import (
     to_date,
     to_rfc3339,
 )
+from tap_pipedrive.progress import StreamProgress
 
 if t.TYPE_CHECKING:
     from singer_sdk.helpers.types import Context
@@ -339,6 +340,7 @@ class PipedriveStream(RESTStream[t.Any]):
     ) -> requests.Response:
         # Pace before sending, so the burst window is never overrun (see ratelimit.py).
         self._tap.rate_limiter.before_request()  # type: ignore[attr-defined]
+        self._tap.progress.request_sent(self.name)  # type: ignore[attr-defined]
         try:
             return super()._request(prepared_request, context)
         except requests.exceptions.ConnectionError as exc:
@@ -382,6 +384,9 @@ class PipedriveStream(RESTStream[t.Any]):
         arrived (see prefetch.py), so the next request is in flight while this page's
         records are processed and written.
         """
+        progress = self._tap.progress  # type: ignore[attr-defined]
+        stats = self._progress
+        progress.writing(stats)
         with self.get_http_request_counter() as request_counter:
             request_counter.with_context(context)
             pages = 0
@@ -394,12 +399,16 @@ class PipedriveStream(RESTStream[t.Any]):
                 except StopIteration:
                     if page.continue_if_empty:
                         continue
-                    self.log("Pagination stopped after %d pages: the last one was empty", pages)
+                    # The usual end of every list (per parent, for child streams): DEBUG.
+                    self.logger.debug(
+                        "Pagination stopped after %d pages: the last was empty", pages
+                    )
                     return
                 yield first_record
                 yield from records
                 self._report_nul_fields(page.response)
                 pages += 1
+                progress.page_done(stats)
 
     def validate_response(self, response: requests.Response) -> None:
         """Sort failures into retriable, fatal, and 'this stream is not allowed'."""
@@ -583,6 +592,7 @@ class PipedriveStream(RESTStream[t.Any]):
         stream maps. Deselection is skipped when nothing is deselected, and conformance
         uses a ``Conformer`` compiled once (see conform.py) instead of the SDK's walk.
         """
+        self._progress.records += 1
         if self._has_deselected_properties:
             pop_deselected_record_properties(record, self.schema, self.mask)
         record = self._conformer(record)
@@ -601,6 +611,10 @@ class PipedriveStream(RESTStream[t.Any]):
         return Conformer(self.effective_schema, self.logger)
 
     @cached_property
+    def _progress(self) -> StreamProgress:
+        return self._tap.progress.stream(self.name)  # type: ignore[attr-defined]
+
+    @cached_property
     def _has_deselected_properties(self) -> bool:
         return not all(self.mask.values())
 
@@ -608,6 +622,7 @@ class PipedriveStream(RESTStream[t.Any]):
         # Called once per stream at the end of the run: the moment to sum up coercions too.
         super().log_sync_costs()
         self.coercions.summary()
+        self._tap.progress.log_summary()  # type: ignore[attr-defined]
 
     @cached_property
     def _timestamp_fields(self) -> tuple[tuple[str, ...], tuple[str, ...]]:

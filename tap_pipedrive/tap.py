@@ -39,6 +39,7 @@ from tap_pipedrive.errors import ConfigError, PipedriveError
 from tap_pipedrive.login import DEFAULT_REDIRECT_URI
 from tap_pipedrive.output import SingerOutput
 from tap_pipedrive.prefetch import DEFAULT_MAX_PARALLEL_STREAMS, Prefetcher
+from tap_pipedrive.progress import DEFAULT_PROGRESS_INTERVAL, Progress
 from tap_pipedrive.ratelimit import RateLimiter
 from tap_pipedrive.redact import SecretRedactor
 from tap_pipedrive.streams import STREAM_TYPES
@@ -209,6 +210,24 @@ CONFIG_SCHEMA = th.PropertiesList(
         "the same as with 1; 1 fetches only the stream being written (one page ahead).",
     ),
     th.Property(
+        "progress_interval_seconds",
+        th.NumberType(minimum=0),
+        default=DEFAULT_PROGRESS_INTERVAL,
+        title="Progress interval",
+        description="Seconds between progress lines (records, records per second, parents "
+        "done and time left, per active stream); 0 turns them off. The summary table at the "
+        "end of a sync is always logged.",
+    ),
+    th.Property(
+        "log_request_metrics",
+        th.BooleanType,
+        default=False,
+        title="Log per-request metrics",
+        description="Log the Singer SDK's METRIC lines (one per HTTP request, plus counters "
+        "and timers per stream and parent). Off by default: a full sync would write tens of "
+        "thousands of them (docs/logging.md).",
+    ),
+    th.Property(
         "custom_field_naming",
         th.StringType,
         default="name",
@@ -284,6 +303,11 @@ class TapPipedrive(Tap):
             raise ConfigError("\n".join(problems) or "The config is not valid") from None
         if raise_errors:
             self._check_config()
+        if not self.config.get("log_request_metrics"):
+            # The SDK logs a METRIC line per request (and per parent for child streams):
+            # tens of thousands in a full sync. The progress lines and the summary table
+            # say what a person needs; the setting brings the metrics back.
+            self.metrics_logger.setLevel(logging.WARNING)
         return errors
 
     @classproperty
@@ -311,6 +335,13 @@ class TapPipedrive(Tap):
         if problems:
             raise ConfigError("\n".join(problems))
         return config
+
+    @cached_property
+    def progress(self) -> Progress:
+        """Progress lines during the sync and the summary table at its end (progress.py)."""
+        return Progress(
+            float(self.config.get("progress_interval_seconds", DEFAULT_PROGRESS_INTERVAL))
+        )
 
     @cached_property
     def rate_limiter(self) -> RateLimiter:
