@@ -1,10 +1,10 @@
 """What a long sync says while it runs, and the one table it ends with.
 
-Every ``progress_interval_seconds`` the run logs one line per stream that was active since
-the last report: records so far, records per second, and for streams read parent by parent
-(followers, participants, flows ...) how many parents are done, out of how many, and the
-time left at the current pace. At the end it logs one table: records, API calls and time
-per stream.
+Every ``progress_interval_seconds`` the run logs a line for the stream being written:
+records so far, records per second, and for streams read parent by parent (followers,
+participants, flows ...) how many parents are done, out of how many, and the time left at
+the current pace. Streams finished since the previous report share one more line. At the
+end it logs one table: records, API calls and time per stream.
 
 Nothing here runs per record except one integer increment (``StreamProgress.records``);
 the clock is read once per page and once per request. No thread of its own: reports are
@@ -19,7 +19,9 @@ import threading
 import time
 import typing as t
 
-DEFAULT_PROGRESS_INTERVAL = 30.0
+DEFAULT_PROGRESS_INTERVAL = 30
+# Streams named in the line about streams finished since the last report.
+FINISHED_SHOWN = 12
 
 
 class StreamProgress:
@@ -83,6 +85,8 @@ class Progress:
         self._streams: dict[str, StreamProgress] = {}
         self._next_report = clock() + interval if interval > 0 else math.inf
         self._summarised = False
+        # The stream the main thread writes now (records are written one stream at a time).
+        self._current: StreamProgress | None = None
 
     def stream(self, name: str) -> StreamProgress:
         """The counters of a stream, created when first asked for."""
@@ -104,6 +108,7 @@ class Progress:
         """The main thread begins (or resumes) writing a stream's records."""
         if stats.started is None:
             stats.started = stats.last_seen = self._clock()
+        self._current = stats
 
     def page_done(self, stats: StreamProgress) -> None:
         """A page's records were written (main thread)."""
@@ -139,24 +144,35 @@ class Progress:
             if now < self._next_report:
                 return  # another thread reported meanwhile
             self._next_report = now + self.interval
-            lines = [self._line(stats, now) for stats in self._active(now)]
+            lines = self._report(now)
         for line in lines:
             self.logger.info("%s", line)
 
-    def _active(self, now: float) -> list[StreamProgress]:
-        # Streams that wrote records or finished parents since the last report.
-        return [
+    def _report(self, now: float) -> list[str]:
+        changed = [
             stats
             for stats in self._streams.values()
             if stats.records != stats.reported_records
             or stats.parents_done != stats.reported_parents
         ]
+        current = self._current
+        lines = [self._line(current, now)] if current in changed and current else []
+        others = [stats for stats in changed if stats is not current]
+        if others:
+            shown = ", ".join(f"{s.name} {s.records:,}" for s in others[:FINISHED_SHOWN])
+            more = len(others) - FINISHED_SHOWN
+            lines.append(
+                f"Progress: also written since the last report (records): {shown}"
+                + (f" and {more} more streams" if more > 0 else "")
+            )
+        for stats in changed:
+            stats.reported_at, stats.reported_records = now, stats.records
+            stats.reported_parents = stats.parents_done
+        return lines
 
     def _line(self, stats: StreamProgress, now: float) -> str:
-        elapsed = max(now - stats.reported_at, 1e-9)
-        rate = (stats.records - stats.reported_records) / elapsed
-        stats.reported_at, stats.reported_records = now, stats.records
-        stats.reported_parents = stats.parents_done
+        since = max(stats.reported_at, stats.started or stats.reported_at)
+        rate = (stats.records - stats.reported_records) / max(now - since, 1e-9)
         line = f"Progress {stats.name}: {stats.records:,} records ({rate:,.0f}/s)"
         if stats.has_parents:
             line += f", parents {stats.parents_done:,} / {stats.parents_listed:,}"

@@ -211,7 +211,7 @@ CONFIG_SCHEMA = th.PropertiesList(
     ),
     th.Property(
         "progress_interval_seconds",
-        th.NumberType(minimum=0),
+        th.IntegerType(minimum=0),
         default=DEFAULT_PROGRESS_INTERVAL,
         title="Progress interval",
         description="Seconds between progress lines (records, records per second, parents "
@@ -339,9 +339,7 @@ class TapPipedrive(Tap):
     @cached_property
     def progress(self) -> Progress:
         """Progress lines during the sync and the summary table at its end (progress.py)."""
-        return Progress(
-            float(self.config.get("progress_interval_seconds", DEFAULT_PROGRESS_INTERVAL))
-        )
+        return Progress(self.config.get("progress_interval_seconds", DEFAULT_PROGRESS_INTERVAL))
 
     @cached_property
     def rate_limiter(self) -> RateLimiter:
