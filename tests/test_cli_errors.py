@@ -131,3 +131,17 @@ def test_refused_connection_fails_fast_naming_the_host(caplog):
     retries = [r for r in caplog.records if r.getMessage().startswith("Retrying in")]
     # max_retries is 8: a refusal is tried three times, not eight.
     assert len(retries) == 2
+
+
+def test_dropped_connections_keep_the_patient_retries(sandbox, caplog):
+    # A reset is not a refusal: the server is there, so every attempt is used.
+    sandbox.faults.add("reset", path=r"^/api/v2/deals$", count=None)
+    try:
+        config = {"api_url": sandbox.url, "api_token": sandbox.api_token, "max_retries": 5, **FAST}
+        _, _, error = sync_capturing(config, streams={"deals"})
+    finally:
+        sandbox.faults.clear()
+    assert isinstance(error, PipedriveAPIError) and not isinstance(error, ServerUnreachable)
+    assert str(error).startswith("Gave up after 5 attempts on stream deals")
+    retries = [r for r in caplog.records if r.getMessage().startswith("Retrying in")]
+    assert len(retries) == 4
