@@ -309,7 +309,11 @@ def cpu_section(
     replay = ReplayServer(sandbox.url)
     replay.start()
     env = child_env()
-    config = write_json("tap-config.json", {"api_token": TOKEN, "api_url": replay.url})
+    # The latency section reads the SDK's METRIC lines of runs with this config.
+    config = write_json(
+        "tap-config.json",
+        {"api_token": TOKEN, "api_url": replay.url, "log_request_metrics": True},
+    )
     catalog = write_json("tap-catalog.json", select(discover(tap_command(config), env), {"deals"}))
     ours = tap_command(config, catalog)
     floor = [
@@ -731,7 +735,11 @@ def _replay_only(deals: int) -> tuple[SandboxProcess, ReplayServer, Path, Path]:
     replay = ReplayServer(sandbox.url)
     replay.start()
     env = child_env()
-    config = write_json("tap-config.json", {"api_token": TOKEN, "api_url": replay.url})
+    # The latency section reads the SDK's METRIC lines of runs with this config.
+    config = write_json(
+        "tap-config.json",
+        {"api_token": TOKEN, "api_url": replay.url, "log_request_metrics": True},
+    )
     catalog = write_json("tap-catalog.json", select(discover(tap_command(config), env), {"deals"}))
     check(measure("warm-up", tap_command(config, catalog), env))
     return sandbox, replay, config, catalog
