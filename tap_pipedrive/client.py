@@ -473,9 +473,9 @@ class PipedriveStream(RESTStream[t.Any]):
         cause = {
             "APIKeyAuthenticator": "Pipedrive rejected the API token: check the api_token "
             "setting (TAP_PIPEDRIVE_API_TOKEN)",
-            "BearerTokenAuthenticator": "Pipedrive rejected the access token: the "
-            "access_token setting has expired or was revoked (set client_id, client_secret "
-            "and refresh_token to have it refreshed)",
+            "BearerTokenAuthenticator": "Pipedrive rejected the token of the access_token "
+            "setting: the access_token has expired or was revoked (set client_id, "
+            "client_secret and refresh_token to have it refreshed)",
         }.get(
             type(auth).__name__,
             "Pipedrive rejected the OAuth access token even after a refresh: check the "
