@@ -40,7 +40,7 @@ def _deal(number: int) -> dict:
         # Nested numbers with fractions: they reach the target as Decimals.
         "amount": {"value": number * 7131.436, "currency": "EUR"},
         "label_ids": [number, number + 1],
-        "probabilities": [number / 8, 0.1],
+        "probabilities": [number / 8, 0.25],  # exact in binary: equal as Decimal and float
         "active": number % 2 == 0,
     }
 
