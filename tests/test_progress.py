@@ -7,13 +7,18 @@ the sandbox saw, and a default run's log must not grow with the number of reques
 
 from __future__ import annotations
 
+import json
 import logging
 import re
+import shlex
+import shutil
+import subprocess
 
 import pytest
 
 from tap_pipedrive.progress import Progress
 from tests.sandbox import Sandbox
+from tests.support.meltano import REPO_ROOT
 from tests.tap_runner import run_cli, sync_capturing
 
 
@@ -226,3 +231,29 @@ def test_debug_level_shows_where_each_list_ended(sandbox):
     assert result.returncode == 0, result.stderr[-2000:]
     assert "Pagination stopped after" in result.stderr
     assert "METRIC: " not in result.stderr  # that is log_request_metrics' job
+
+
+def test_documented_meltano_command_turns_the_metrics_on(meltano, tmp_path):
+    """docs/logging.md's command, run in a scratch copy of the project's meltano.yml."""
+    docs = (REPO_ROOT / "docs" / "logging.md").read_text(encoding="utf-8")
+    commands = [line for line in docs.splitlines() if line.startswith("meltano config set ")]
+    assert commands == ["meltano config set tap-pipedrive log_request_metrics true"]
+    shutil.copy(REPO_ROOT / "meltano.yml", tmp_path / "meltano.yml")
+    env = {**meltano.environment(), "MELTANO_PROJECT_ROOT": str(tmp_path)}
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(meltano.executable), *args],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+
+    done = run(*shlex.split(commands[0])[1:])
+    assert done.returncode == 0, done.stderr[-2000:]
+    printed = run("config", "print", "tap-pipedrive")
+    assert printed.returncode == 0, printed.stderr[-2000:]
+    assert json.loads(printed.stdout)["log_request_metrics"] is True
