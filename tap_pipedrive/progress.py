@@ -71,6 +71,10 @@ class StreamProgress:
 class Progress:
     """Progress of one run, shared by every stream and fetching thread."""
 
+    # The sync under way in this process: a run that ends with an error still sums up
+    # what it delivered (the command line reports the error, and has no tap to ask).
+    in_progress: t.ClassVar[Progress | None] = None
+
     def __init__(
         self,
         interval: float = DEFAULT_PROGRESS_INTERVAL,
@@ -219,14 +223,19 @@ class Progress:
             return 0.0
         return max(s.last_seen for s in written) - min(t.cast("float", s.started) for s in written)
 
-    def log_summary(self) -> None:
+    def begin(self) -> None:
+        """A sync starts: it is the one a failure of this process sums up."""
+        Progress.in_progress = self
+
+    def log_summary(self, *, stopped: bool = False) -> None:
         """Log the end table once (every stream's end reports here; the first one logs)."""
         with self._lock:
             if self._summarised:
                 return
             self._summarised = True
         lines = self.summary()
-        self.logger.info("Sync summary: records, API calls and time per stream")
+        title = "Sync summary" + (" (stopped early)" if stopped else "")
+        self.logger.info("%s: records, API calls and time per stream", title)
         for line in lines:
             self.logger.info("%s", line)
 

@@ -260,9 +260,13 @@ class PipedriveCommand(SingerCommand):
     """The Singer CLI, ending known failures with one readable line instead of a traceback."""
 
     def main(self, *args: t.Any, **kwargs: t.Any) -> t.Any:
+        Progress.in_progress = None  # only a sync this command started is summed up
         try:
             return super().main(*args, **kwargs)
         except PipedriveError as exc:
+            stopped = Progress.in_progress
+            if stopped is not None:
+                stopped.log_summary(stopped=True)  # what was delivered before the error
             # One line per problem (a config error may name several settings).
             for line in str(exc).splitlines():
                 self.logger.error("%s", line)
@@ -359,6 +363,7 @@ class TapPipedrive(Tap):
         super()._set_compatible_replication_methods()
         # Shared objects are built here, before any background thread could race to.
         _ = (self.rate_limiter, self.authenticator)
+        self.progress.begin()
         self.prefetcher.begin_sync(self)
 
     def _handle_termination(self, signum: int, frame: FrameType | None) -> None:

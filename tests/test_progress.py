@@ -257,3 +257,20 @@ def test_documented_meltano_command_turns_the_metrics_on(meltano, tmp_path):
     printed = run("config", "print", "tap-pipedrive")
     assert printed.returncode == 0, printed.stderr[-2000:]
     assert json.loads(printed.stdout)["log_request_metrics"] is True
+
+
+def test_a_run_stopped_by_an_error_still_sums_up_what_it_delivered(sandbox):
+    # persons comes after deals: the budget runs out once deals are delivered.
+    sandbox.faults.add("daily_429", path=r"^/api/v2/persons$")
+    try:
+        config = {"api_url": sandbox.url, "api_token": sandbox.api_token}
+        result = run_cli(config, streams={"deals", "persons"})
+    finally:
+        sandbox.faults.clear()
+    assert result.returncode == 1
+    lines = _log_lines(result.stderr)
+    assert "| ERROR" in lines[-1] and "daily API token budget" in lines[-1]
+    messages = [line.split(" | ", 3)[-1].strip() for line in lines]
+    start = messages.index("Sync summary (stopped early): records, API calls and time per stream")
+    rows = {m.split()[0]: m.split()[1] for m in messages[start + 2 : -1]}
+    assert rows["deals"] == f"{result.record_counts()['deals']:,}"
