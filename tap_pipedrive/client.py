@@ -258,6 +258,9 @@ class PipedriveStream(RESTStream[t.Any]):
     sort_params: t.ClassVar[dict[str, str]] = {}
     # Set when Pipedrive refused the stream (402/403): it is skipped for the rest of the run.
     refused = False
+    # False for helpers that read for the tap, not for the output (custom field
+    # definitions, read in the middle of another stream): progress does not follow them.
+    writes_records: t.ClassVar[bool] = True
     # The field set ("deal", "person", ...) whose custom fields become typed columns;
     # declaring it is all a stream needs (see custom_fields.py).
     custom_fields_entity: t.ClassVar[str | None] = None
@@ -386,7 +389,8 @@ class PipedriveStream(RESTStream[t.Any]):
         """
         progress = self._tap.progress  # type: ignore[attr-defined]
         stats = self._progress
-        progress.writing(stats)
+        if self.writes_records:
+            progress.writing(stats)
         with self.get_http_request_counter() as request_counter:
             request_counter.with_context(context)
             pages = 0

@@ -185,7 +185,10 @@ def test_progress_lines_appear_during_a_sync(sandbox, caplog):
     _, _, error = sync_capturing(config, streams=STREAMS, hook=report_often)
     assert error is None
     lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("Progress ")]
-    assert any(re.match(r"Progress deals: [\d,]+ records \([\d,]+/s\)$", x) for x in lines)
+    assert any(re.match(r"Progress \w+: [\d,]+ records \([\d,]+/s\)", x) for x in lines), lines
+    # deals shows up on a line of its own, or among the streams finished since a report
+    # (which line depends on when the reports fall).
+    assert any(re.search(r"\bdeals:? [\d,]+", x) for x in lines), lines
     assert any(
         re.match(r"Progress deal_participants: .*, parents [\d,]+ / [\d,]+", x) for x in lines
     )
