@@ -309,7 +309,11 @@ def cpu_section(
     replay = ReplayServer(sandbox.url)
     replay.start()
     env = child_env()
-    config = write_json("tap-config.json", {"api_token": TOKEN, "api_url": replay.url})
+    # The latency section reads the SDK's METRIC lines of runs with this config.
+    config = write_json(
+        "tap-config.json",
+        {"api_token": TOKEN, "api_url": replay.url, "log_request_metrics": True},
+    )
     catalog = write_json("tap-catalog.json", select(discover(tap_command(config), env), {"deals"}))
     ours = tap_command(config, catalog)
     floor = [
@@ -460,7 +464,13 @@ def parallel_section(results: Results) -> None:
         for parallel in (1, 4, 1, 4):
             config = write_json(
                 f"parallel-{parallel}.json",
-                {"api_token": TOKEN, "api_url": replay.url, "max_parallel_streams": parallel},
+                {
+                    "api_token": TOKEN,
+                    "api_url": replay.url,
+                    "max_parallel_streams": parallel,
+                    # The spans below are read from the SDK's METRIC lines.
+                    "log_request_metrics": True,
+                },
             )
             if catalog is None:
                 catalog = write_json(
@@ -512,7 +522,11 @@ def full_sync_section(results: Results, scale: float) -> None:
     sandbox = SandboxProcess(scale=scale, burst_limit=80)
     try:
         env = child_env()
-        config = write_json("full-config.json", {"api_token": TOKEN, "api_url": sandbox.url})
+        # Calls per stream are read from the SDK's METRIC lines.
+        config = write_json(
+            "full-config.json",
+            {"api_token": TOKEN, "api_url": sandbox.url, "log_request_metrics": True},
+        )
         sandbox.clear()
         run = check(measure("full-sync", tap_command(config), env, keep_output=True))
         stats = sandbox.control("GET", "stats")
@@ -721,7 +735,11 @@ def _replay_only(deals: int) -> tuple[SandboxProcess, ReplayServer, Path, Path]:
     replay = ReplayServer(sandbox.url)
     replay.start()
     env = child_env()
-    config = write_json("tap-config.json", {"api_token": TOKEN, "api_url": replay.url})
+    # The latency section reads the SDK's METRIC lines of runs with this config.
+    config = write_json(
+        "tap-config.json",
+        {"api_token": TOKEN, "api_url": replay.url, "log_request_metrics": True},
+    )
     catalog = write_json("tap-catalog.json", select(discover(tap_command(config), env), {"deals"}))
     check(measure("warm-up", tap_command(config, catalog), env))
     return sandbox, replay, config, catalog

@@ -54,6 +54,19 @@ def _user_name(world: World, user_id: int) -> str:
     return str(users.record(pos)["name"]) if pos is not None else "Unknown"
 
 
+def _user_summary(world: World, user_id: int) -> dict[str, Any]:
+    """A user as v1 embeds one in another row (the spec's examples of deal participants)."""
+    return {
+        "id": user_id,
+        "name": _user_name(world, user_id),
+        "email": f"user{user_id}@example.com",
+        "has_pic": 0,
+        "pic_hash": None,
+        "active_flag": True,
+        "value": user_id,
+    }
+
+
 # ---- leads ------------------------------------------------------------------------------------
 
 
@@ -656,6 +669,7 @@ def deal_participants(world: World, rng: random.Random, parent: Row, table: Tabl
                 },
                 "add_time": fmt_v1(between(rng, parent.add_ts, parent.upd_ts)),
                 "active_flag": True,
+                "added_by_user_id": _user_summary(world, ref(rng, world, "users")),
                 "related_item_data": {"deal_id": parent.id, "title": f"Deal {parent.id}"},
                 "related_item_type": "deal",
                 "related_item_id": parent.id,

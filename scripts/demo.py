@@ -1,8 +1,10 @@
 """End-to-end demo: sandbox API -> tap-pipedrive -> Meltano -> SQLite database.
 
 Starts the local Pipedrive sandbox, runs ``meltano run tap-pipedrive target-sqlite``
-against it into a fresh database file, counts the rows of every table with sqlite3,
-prints them next to the sandbox's expected counts and exits 1 on any difference.
+against it into a fresh database file (printing the tap's progress lines as they come),
+counts the rows of every table with sqlite3, prints them next to the sandbox's expected
+counts and exits 1 on any difference. It ends by writing ``report.html`` next to the
+database: records, API calls and time per stream as bars, beside the expected counts.
 ``make demo`` installs everything first and then runs this script.
 """
 
@@ -10,8 +12,10 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import html
 import json
 import os
+import re
 import selectors
 import signal
 import sqlite3
@@ -44,6 +48,15 @@ DEFAULT_SEED = 1
 DEFAULT_SCALE = 0.1
 SANDBOX_START_TIMEOUT = 60.0
 RUN_TIMEOUT = 1200.0
+# Seconds between the tap's progress lines during the demo (the tap's default is 30).
+PROGRESS_INTERVAL = 10
+REPORT_NAME = "report.html"
+# A line the tap logged, as Meltano prints it: "<time> [info     ] tap-pipedrive <message>".
+TAP_LINE = re.compile(r"^\S+ \[info\s*\] tap-pipedrive (?P<message>.*)$")
+SUMMARY_TITLE = "Sync summary: records, API calls and time per stream"
+SUMMARY_ROW = re.compile(
+    r"^(?P<stream>\S+)\s+(?P<records>[\d,]+)\s+(?P<calls>[\d,]+)\s+(?P<time>.+?)\s*$"
+)
 
 
 class DemoError(Exception):
@@ -143,6 +156,7 @@ def run_meltano(meltano: Path, sandbox_url: str, database: Path, log_path: Path)
                 # bookmark or job record of an earlier (or interrupted) run applies.
                 "MELTANO_DATABASE_URI": f"sqlite:///{Path(system_dir) / 'meltano.db'}",
                 "TARGET_SQLITE_DATABASE": str(database),
+                "TAP_PIPEDRIVE_PROGRESS_INTERVAL_SECONDS": str(PROGRESS_INTERVAL),
                 **sandbox_tap_environment(sandbox_url),
             }
         )
@@ -164,7 +178,7 @@ def _run_logged(command: list[str], env: Mapping[str, str], log_path: Path) -> N
             start_new_session=True,
         )
         try:
-            returncode = process.wait(timeout=RUN_TIMEOUT)
+            returncode = _wait_showing_progress(process, log_path, started + RUN_TIMEOUT)
         except subprocess.TimeoutExpired:
             stop_process_group(process)
             raise DemoError(f"meltano run did not finish within {RUN_TIMEOUT:.0f}s") from None
@@ -176,6 +190,122 @@ def _run_logged(command: list[str], env: Mapping[str, str], log_path: Path) -> N
         print("\n".join(tail), file=sys.stderr)
         raise DemoError(f"meltano run failed with exit code {returncode} (see {log_path})")
     print(f"  finished in {time.monotonic() - started:.1f}s", flush=True)
+
+
+def _wait_showing_progress(process: subprocess.Popen[str], log_path: Path, deadline: float) -> int:
+    """Wait for the run, printing the tap's progress lines from its log as they come."""
+    with log_path.open(encoding="utf-8", errors="replace") as log:
+        pending = ""
+        while True:
+            returncode = process.poll()
+            pending += log.read()
+            *lines, pending = pending.split("\n")
+            for line in lines:
+                match = TAP_LINE.match(line)
+                if match and match["message"].startswith("Progress"):
+                    print(f"  {match['message']}", flush=True)
+            if returncode is not None:
+                return returncode
+            if time.monotonic() > deadline:
+                raise subprocess.TimeoutExpired(process.args, RUN_TIMEOUT)
+            time.sleep(0.5)
+
+
+def run_summary(log_text: str) -> dict[str, dict[str, float]]:
+    """The tap's end-of-run table from the Meltano log: records, calls, seconds per stream."""
+    messages = [m["message"] for m in map(TAP_LINE.match, log_text.splitlines()) if m]
+    if SUMMARY_TITLE not in messages:
+        return {}
+    rows: dict[str, dict[str, float]] = {}
+    for message in messages[messages.index(SUMMARY_TITLE) + 2 :]:
+        row = SUMMARY_ROW.match(message)
+        if row is None or row["stream"] == "total":
+            break
+        rows[row["stream"]] = {
+            "records": int(row["records"].replace(",", "")),
+            "calls": int(row["calls"].replace(",", "")),
+            "seconds": _seconds(row["time"]),
+        }
+    return rows
+
+
+def _seconds(text: str) -> float:
+    """ "0.4 s", "2 min 05 s" or "1 h 03 min" (the tap's summary) as seconds."""
+    units = {"h": 3600.0, "min": 60.0, "s": 1.0}
+    parts = text.split()
+    return sum(float(n) * units[u] for n, u in zip(parts[::2], parts[1::2], strict=False))
+
+
+def write_report(
+    path: Path,
+    loaded: Mapping[str, int],
+    expected: Mapping[str, int],
+    summary: Mapping[str, Mapping[str, float]],
+    title: str,
+) -> None:
+    """A self-contained HTML page: per stream, bars for records, calls and time.
+
+    Records loaded (from the database) stand beside the sandbox's expected count; calls
+    and time come from the tap's summary. Plain HTML and CSS: no script, nothing fetched.
+    """
+    streams = sorted({*loaded, *expected})
+    most = {
+        "records": max([*loaded.values(), *expected.values(), 1]),
+        "calls": max([row["calls"] for row in summary.values()] + [1]),
+        "seconds": max([row["seconds"] for row in summary.values()] + [0.1]),
+    }
+
+    def bar(kind: str, value: float, css: str, text: str) -> str:
+        width = 100.0 * value / most[kind]
+        return (
+            f'<div class="bar {css}"><span style="width:{width:.2f}%"></span>'
+            f"<b>{html.escape(text)}</b></div>"
+        )
+
+    rows = []
+    for stream in streams:
+        got, want = loaded.get(stream, 0), expected.get(stream, 0)
+        stats = summary.get(stream, {})
+        calls, seconds = stats.get("calls", 0), stats.get("seconds", 0.0)
+        verdict = "ok" if got == want else "differs"
+        rows.append(
+            f'<tr class="{verdict}" data-stream="{html.escape(stream)}">'
+            f"<th>{html.escape(stream)}</th>"
+            f'<td class="records">{bar("records", got, "loaded", f"{got:,}")}'
+            f"{bar('records', want, 'expected', f'{want:,} expected')}</td>"
+            f'<td class="calls">{bar("calls", calls, "calls", f"{int(calls):,}")}</td>'
+            f'<td class="time">{bar("seconds", seconds, "time", f"{seconds:.1f} s")}</td>'
+            f"<td>{verdict}</td></tr>"
+        )
+    total_loaded, total_expected = sum(loaded.values()), sum(expected.values())
+    total_calls = sum(int(row["calls"]) for row in summary.values())
+    page = f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8">
+<title>{html.escape(title)}</title>
+<style>
+body {{ font: 14px/1.4 system-ui, sans-serif; margin: 2em; color: #222; }}
+table {{ border-collapse: collapse; width: 100%; }}
+th, td {{ padding: 3px 8px; border-bottom: 1px solid #eee; text-align: left; }}
+td.records {{ width: 40%; }} td.calls, td.time {{ width: 22%; }}
+.bar {{ position: relative; height: 1.3em; margin: 1px 0; }}
+.bar span {{ position: absolute; left: 0; top: 0; bottom: 0; }}
+.bar b {{ position: relative; font-weight: normal; padding-left: 4px; }}
+.loaded span {{ background: #4c8bf5; }} .expected span {{ background: #c9d8f5; }}
+.calls span {{ background: #f5a54c; }} .time span {{ background: #7cc47c; }}
+tr.differs th, tr.differs td:last-child {{ color: #c00; font-weight: bold; }}
+</style></head><body>
+<h1>{html.escape(title)}</h1>
+<p id="totals">{total_loaded:,} records loaded, {total_expected:,} expected;
+{total_calls:,} API calls.</p>
+<table>
+<thead><tr><th>stream</th><th>records (loaded / expected)</th><th>calls</th><th>time</th>
+<th></th></tr></thead>
+<tbody>
+{chr(10).join(rows)}
+</tbody></table>
+</body></html>
+"""
+    path.write_text(page, encoding="utf-8")
 
 
 def loaded_counts(database: Path) -> dict[str, int]:
@@ -255,7 +385,17 @@ def main(argv: list[str] | None = None) -> int:
             run_meltano(meltano, url, database, WORK_DIR / "meltano-run.log")
         finally:
             stop_process_group(sandbox)
-        table, mismatched = compare(loaded_counts(database), expected)
+        loaded = loaded_counts(database)
+        table, mismatched = compare(loaded, expected)
+        report = database.with_name(REPORT_NAME)
+        summary = run_summary((WORK_DIR / "meltano-run.log").read_text(encoding="utf-8"))
+        write_report(
+            report,
+            loaded,
+            expected,
+            summary,
+            f"tap-pipedrive demo: sandbox seed {args.seed}, scale {args.scale}",
+        )
     except (DemoError, MeltanoUnavailableError, OSError, ValueError) as failure:
         print(f"demo failed: {failure}", file=sys.stderr)
         return 2
@@ -269,6 +409,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 1
     print(f"\nall {len(table) - 1} streams match the sandbox's expected counts")
+    print(f"report (records, calls and time per stream): {report}")
     print(query_hint(database))
     return 0
 

@@ -31,8 +31,10 @@ from tap_pipedrive.conform import Conformer
 from tap_pipedrive.custom_fields import CustomFieldSchema, layout_for
 from tap_pipedrive.endpoints import scope_hint
 from tap_pipedrive.errors import (
+    CredentialsRejected,
     DailyBudgetExhausted,
     PipedriveAPIError,
+    ServerUnreachable,
     StreamUnavailable,
 )
 from tap_pipedrive.normalize import (
@@ -42,6 +44,7 @@ from tap_pipedrive.normalize import (
     to_date,
     to_rfc3339,
 )
+from tap_pipedrive.progress import StreamProgress
 from tap_pipedrive.ratelimit import MAX_RESET_SECONDS, header_number, reset_seconds
 from tap_pipedrive.redact import escape_controls
 from tap_pipedrive.transport import TransportSession, host_of
@@ -54,6 +57,10 @@ MAX_PAGE_SIZE = 500
 # Consecutive 429s after which throttling is taken to be the daily budget rather than
 # the 2-second burst window (Pipedrive exposes no header for the daily budget).
 BURST_429_LIMIT = 6
+# Attempts at a host that refuses the connection outright. Nothing listens there (a wrong
+# api_url, a service that is down), so the patient retries kept for timeouts and
+# dropped connections would only delay the error by minutes.
+REFUSED_CONNECTION_ATTEMPTS = 3
 
 _json_decoder = msgspec.json.Decoder()
 
@@ -389,6 +396,9 @@ class PipedriveStream(RESTStream[t.Any]):
     sort_params: t.ClassVar[dict[str, str]] = {}
     # Set when Pipedrive refused the stream (402/403): it is skipped for the rest of the run.
     refused = False
+    # False for helpers that read for the tap, not for the output (custom field
+    # definitions, read in the middle of another stream): progress does not follow them.
+    writes_records: t.ClassVar[bool] = True
     # The field set ("deal", "person", ...) whose custom fields become typed columns;
     # declaring it is all a stream needs (see custom_fields.py).
     custom_fields_entity: t.ClassVar[str | None] = None
@@ -472,7 +482,23 @@ class PipedriveStream(RESTStream[t.Any]):
     ) -> requests.Response:
         # Pace before sending, so the burst window is never overrun (see ratelimit.py).
         self._tap.rate_limiter.before_request()  # type: ignore[attr-defined]
-        return super()._request(prepared_request, context)
+        self._tap.progress.request_sent(self.name)  # type: ignore[attr-defined]
+        try:
+            return super()._request(prepared_request, context)
+        except requests.exceptions.ConnectionError as exc:
+            if not _is_refused(exc):
+                raise
+            # The retry decorator sends the same prepared request again: count on it.
+            refusals = getattr(prepared_request, "_pd_refusals", 0) + 1
+            prepared_request._pd_refusals = refusals  # type: ignore[attr-defined]
+            if refusals < REFUSED_CONNECTION_ATTEMPTS:
+                raise
+            host = urlparse(prepared_request.url or "").netloc
+            msg = (
+                f"Cannot connect to {host}: connection refused ({_attempts(refusals)}); "
+                "check the api_url setting (or the api_domain written by the OAuth login)"
+            )
+            raise ServerUnreachable(msg) from None
 
     def request_records(self, context: Context | None) -> t.Iterable[dict]:
         if self.refused:
@@ -484,11 +510,11 @@ class PipedriveStream(RESTStream[t.Any]):
             self.refused = True
             self.logger.warning("Skipping stream %s: %s", self.name, exc)
         except RetriableAPIError as exc:
-            msg = f"Gave up after {self.backoff_max_tries()} attempts: {exc}"
+            msg = f"Gave up after {_attempts(self.backoff_max_tries())}: {exc}"
             raise PipedriveAPIError(msg) from None
         except requests.RequestException as exc:
             msg = (
-                f"Gave up after {self.backoff_max_tries()} attempts on stream {self.name}: "
+                f"Gave up after {_attempts(self.backoff_max_tries())} on stream {self.name}: "
                 f"{type(exc).__name__} talking to {host_of(self.url_base)}"
             )
             raise PipedriveAPIError(msg) from None
@@ -500,6 +526,10 @@ class PipedriveStream(RESTStream[t.Any]):
         arrived (see prefetch.py), so the next request is in flight while this page's
         records are processed and written.
         """
+        progress = self._tap.progress  # type: ignore[attr-defined]
+        stats = self._progress
+        if self.writes_records:
+            progress.writing(stats)
         with self.get_http_request_counter() as request_counter:
             request_counter.with_context(context)
             pages = 0
@@ -512,12 +542,16 @@ class PipedriveStream(RESTStream[t.Any]):
                 except StopIteration:
                     if page.continue_if_empty:
                         continue
-                    self.log("Pagination stopped after %d pages: the last one was empty", pages)
+                    # The usual end of every list (per parent, for child streams): DEBUG.
+                    self.logger.debug(
+                        "Pagination stopped after %d pages: the last was empty", pages
+                    )
                     return
                 yield first_record
                 yield from records
                 self._report_nul_fields(page.response)
                 pages += 1
+                progress.page_done(stats)
 
     def validate_response(self, response: requests.Response) -> None:
         """Sort failures into retriable, fatal, and 'this stream is not allowed'."""
@@ -619,11 +653,19 @@ class PipedriveStream(RESTStream[t.Any]):
             auth.invalidate(sent or None)
             response.request._pd_retried = True  # type: ignore[attr-defined]
             raise RetriableAPIError(self.response_error_message(response), response)
-        hint = {
-            "APIKeyAuthenticator": "check the api_token setting",
-            "BearerTokenAuthenticator": "the access_token has expired or was revoked",
-        }.get(type(auth).__name__, "the refreshed access token was rejected too")
-        raise PipedriveAPIError(f"{self.response_error_message(response)} ({hint})")
+        # The cause first: whatever the request was for, the credentials are at fault.
+        cause = {
+            "APIKeyAuthenticator": "Pipedrive rejected the API token: check the api_token "
+            "setting (TAP_PIPEDRIVE_API_TOKEN)",
+            "BearerTokenAuthenticator": "Pipedrive rejected the token of the access_token "
+            "setting: the access_token has expired or was revoked (set client_id, "
+            "client_secret and refresh_token to have it refreshed)",
+        }.get(
+            type(auth).__name__,
+            "Pipedrive rejected the OAuth access token even after a refresh: check the "
+            "client_id and refresh_token settings, or run `tap-pipedrive --login` again",
+        )
+        raise CredentialsRejected(f"{cause}. {self.response_error_message(response)}")
 
     def _handle_throttle(self, response: requests.Response) -> None:
         remaining = header_number(response, "x-ratelimit-remaining")
@@ -735,6 +777,7 @@ class PipedriveStream(RESTStream[t.Any]):
         stream maps. Deselection is skipped when nothing is deselected, and conformance
         uses a ``Conformer`` compiled once (see conform.py) instead of the SDK's walk.
         """
+        self._progress.records += 1
         if self._has_deselected_properties:
             pop_deselected_record_properties(record, self.schema, self.mask)
         record = self._conformer(record)
@@ -753,6 +796,10 @@ class PipedriveStream(RESTStream[t.Any]):
         return Conformer(self.effective_schema, self.logger)
 
     @cached_property
+    def _progress(self) -> StreamProgress:
+        return self._tap.progress.stream(self.name)  # type: ignore[attr-defined]
+
+    @cached_property
     def _has_deselected_properties(self) -> bool:
         return not all(self.mask.values())
 
@@ -760,6 +807,7 @@ class PipedriveStream(RESTStream[t.Any]):
         # Called once per stream at the end of the run: the moment to sum up coercions too.
         super().log_sync_costs()
         self.coercions.summary()
+        self._tap.progress.log_summary()  # type: ignore[attr-defined]
 
     @cached_property
     def _timestamp_fields(self) -> tuple[tuple[str, ...], tuple[str, ...]]:
@@ -843,6 +891,25 @@ class PipedriveStream(RESTStream[t.Any]):
 
 def _context_key(context: Context | None) -> str:
     return json.dumps(dict(context or {}), sort_keys=True, default=str)
+
+
+def _is_refused(exc: BaseException) -> bool:
+    """Whether a ConnectionRefusedError lies anywhere under a requests/urllib3 error."""
+    pending, seen = [exc], set()
+    while pending:
+        current = pending.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, ConnectionRefusedError):
+            return True
+        linked = (current.__cause__, current.__context__, getattr(current, "reason", None))
+        pending.extend(e for e in (*linked, *current.args) if isinstance(e, BaseException))
+    return False
+
+
+def _attempts(count: int) -> str:
+    return f"{count} attempt" if count == 1 else f"{count} attempts"
 
 
 def _points_at_itself(body: dict, response: requests.Response) -> bool:

@@ -32,7 +32,13 @@ from functools import cached_property
 
 from singer_sdk import StreamSchema
 
-from tap_pipedrive.errors import ConfigError, DailyBudgetExhausted, PipedriveAPIError
+from tap_pipedrive.errors import (
+    ConfigError,
+    CredentialsRejected,
+    DailyBudgetExhausted,
+    PipedriveAPIError,
+    ServerUnreachable,
+)
 
 if t.TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Mapping
@@ -262,6 +268,8 @@ class FieldCatalog:
             return self._read(source.fallback)
         except DailyBudgetExhausted as exc:
             raise DailyBudgetExhausted(_failure(source, exc)) from None
+        except (CredentialsRejected, ServerUnreachable):
+            raise  # the cause is the token or the host, whichever request met it first
         except PipedriveAPIError as exc:
             raise FieldDefinitionsError(_failure(source, exc)) from None
         return [item for item in items if isinstance(item, dict)]

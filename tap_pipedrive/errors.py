@@ -30,6 +30,14 @@ class PipedriveAPIError(PipedriveError, FatalAPIError):
     """A request failed in a way that retrying will not fix."""
 
 
+class CredentialsRejected(PipedriveAPIError):
+    """Pipedrive answered 401: the configured token is wrong, expired or revoked."""
+
+
+class ServerUnreachable(PipedriveAPIError):
+    """Nothing listens at the API host (connection refused): retrying at length is pointless."""
+
+
 class DailyBudgetExhausted(PipedriveAPIError):
     """The company's daily API token budget is spent; state is kept for the next run."""
 

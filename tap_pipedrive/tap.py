@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import os
 import signal
 import sys
 import typing as t
@@ -14,7 +15,13 @@ from pathlib import Path
 
 from singer_sdk import Tap
 from singer_sdk import typing as th
-from singer_sdk.exceptions import InvalidStreamSortException
+
+# Private SDK surface, both for --config=ENV (see TapPipedrive._env_var_config): the
+# SDK's own parser of one setting's variable, and the decorator the SDK declares the
+# overridden property with.
+from singer_sdk.configuration._dict_config import parse_environment_config
+from singer_sdk.exceptions import ConfigValidationError, InvalidStreamSortException
+from singer_sdk.helpers._classproperty import classproperty
 from singer_sdk.plugin_base import SingerCommand
 
 from tap_pipedrive import oauth_cli
@@ -31,6 +38,7 @@ from tap_pipedrive.errors import ConfigError, PipedriveError
 from tap_pipedrive.login import DEFAULT_REDIRECT_URI
 from tap_pipedrive.output import SingerOutput
 from tap_pipedrive.prefetch import DEFAULT_MAX_PARALLEL_STREAMS, Prefetcher
+from tap_pipedrive.progress import DEFAULT_PROGRESS_INTERVAL, Progress
 from tap_pipedrive.ratelimit import RateLimiter
 from tap_pipedrive.redact import SecretRedactor
 from tap_pipedrive.streams import STREAM_TYPES
@@ -41,6 +49,7 @@ if t.TYPE_CHECKING:
     from types import FrameType
 
     import click
+    from jsonschema import ValidationError
 
     from tap_pipedrive.client import PipedriveStream
 
@@ -203,6 +212,24 @@ CONFIG_SCHEMA = th.PropertiesList(
         "the same as with 1; 1 fetches only the stream being written (one page ahead).",
     ),
     th.Property(
+        "progress_interval_seconds",
+        th.IntegerType(minimum=0),
+        default=DEFAULT_PROGRESS_INTERVAL,
+        title="Progress interval",
+        description="Seconds between progress lines (records, records per second, parents "
+        "done and time left, per active stream); 0 turns them off. The summary table at the "
+        "end of a sync is always logged.",
+    ),
+    th.Property(
+        "log_request_metrics",
+        th.BooleanType,
+        default=False,
+        title="Log per-request metrics",
+        description="Log the Singer SDK's METRIC lines (one per HTTP request, plus counters "
+        "and timers per stream and parent). Off by default: a full sync would write tens of "
+        "thousands of them (docs/logging.md).",
+    ),
+    th.Property(
         "custom_field_naming",
         th.StringType,
         default="name",
@@ -251,10 +278,16 @@ class PipedriveCommand(SingerCommand):
     """The Singer CLI, ending known failures with one readable line instead of a traceback."""
 
     def main(self, *args: t.Any, **kwargs: t.Any) -> t.Any:
+        Progress.in_progress = None  # only a sync this command started is summed up
         try:
             return super().main(*args, **kwargs)
         except PipedriveError as exc:
-            self.logger.error("%s", exc)
+            stopped = Progress.in_progress
+            if stopped is not None:
+                stopped.log_summary(stopped=True)  # what was delivered before the error
+            # One line per problem (a config error may name several settings).
+            for line in str(exc).splitlines():
+                self.logger.error("%s", line)
             sys.exit(exc.exit_code)
         except InvalidStreamSortException as exc:
             # Rows sorted by update_time came back older than rows already written: a
@@ -297,10 +330,54 @@ class TapPipedrive(Tap):
         # Masked first: a secret given with the wrong type is quoted by the validation error.
         secrets = [str(self.config[key]) for key in SECRET_SETTINGS if self.config.get(key)]
         SecretRedactor.install(secrets)
-        errors = super()._validate_config(raise_errors=raise_errors)
+        try:
+            errors = super()._validate_config(raise_errors=raise_errors)
+        except ConfigValidationError:
+            # The SDK's lines quote values as Python reprs (Decimal('1.5')), secrets too.
+            validator = th.DEFAULT_JSONSCHEMA_VALIDATOR(self.config_jsonschema)
+            problems = sorted(
+                {_describe_config_error(e) for e in validator.iter_errors(dict(self.config))}
+            )
+            raise ConfigError("\n".join(problems) or "The config is not valid") from None
         if raise_errors:
             self._check_config()
+        if not self.config.get("log_request_metrics"):
+            # The SDK logs a METRIC line per request (and per parent for child streams):
+            # tens of thousands in a full sync. The progress lines and the summary table
+            # say what a person needs; the setting brings the metrics back.
+            self.metrics_logger.setLevel(logging.WARNING)
         return errors
+
+    @classproperty
+    def _env_var_config(cls) -> dict[str, t.Any]:
+        """Settings from TAP_PIPEDRIVE_* variables (--config=ENV), one line per bad value.
+
+        The SDK parses them in one go, and a single bad number ends it with a traceback;
+        it also leaves number settings as text, which validation then refuses.
+        """
+        schema = cls.config_jsonschema
+        cls.append_builtin_config(schema)
+        prefix = cls._env_var_prefix
+        config: dict[str, t.Any] = {}
+        problems = []
+        for key, prop in schema.get("properties", {}).items():
+            try:
+                found = parse_environment_config({"properties": {key: prop}}, prefix)
+                value = found.get(key)
+                if isinstance(value, str) and "number" in _json_types(prop):
+                    found[key] = float(value)
+            except ValueError:
+                problems.append(_env_problem(prefix, key, prop))
+                continue
+            config.update(found)
+        if problems:
+            raise ConfigError("\n".join(problems))
+        return config
+
+    @cached_property
+    def progress(self) -> Progress:
+        """Progress lines during the sync and the summary table at its end (progress.py)."""
+        return Progress(self.config.get("progress_interval_seconds", DEFAULT_PROGRESS_INTERVAL))
 
     @cached_property
     def rate_limiter(self) -> RateLimiter:
@@ -320,6 +397,7 @@ class TapPipedrive(Tap):
         super()._set_compatible_replication_methods()
         # Shared objects are built here, before any background thread could race to.
         _ = (self.rate_limiter, self.authenticator)
+        self.progress.begin()
         self.prefetcher.begin_sync(self)
 
     def _handle_termination(self, signum: int, frame: FrameType | None) -> None:
@@ -428,6 +506,60 @@ class TapPipedrive(Tap):
             context_settings=base.context_settings,
             logger=cls.logger,
         )
+
+
+_TYPE_WORDS = {
+    "string": "text",
+    "integer": "a whole number",
+    "number": "a number",
+    "boolean": "true or false",
+    "object": "a JSON object",
+    "array": "a JSON array",
+}
+
+
+def _json_types(prop: t.Mapping[str, t.Any]) -> list[str]:
+    kinds = prop.get("type") or [k for option in prop.get("anyOf", ()) for k in _json_types(option)]
+    return [kinds] if isinstance(kinds, str) else list(kinds)
+
+
+def _expected(kinds: t.Iterable[str]) -> str:
+    return " or ".join(_TYPE_WORDS.get(kind, kind) for kind in kinds if kind != "null")
+
+
+def _shown(name: str, value: t.Any) -> str:
+    """A value as the user wrote it (JSON), never a Python repr; secrets not at all."""
+    if name in SECRET_SETTINGS:
+        return "a value that is not shown (the setting is secret)"
+    text = json.dumps(value) if isinstance(value, str) else json.dumps(value, default=str)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _env_problem(prefix: str, key: str, prop: t.Mapping[str, t.Any]) -> str:
+    variable = prefix + key.upper().replace("-", "_")
+    value = os.environ.get(variable, "")
+    return (
+        f"{variable} (setting {key}) must be {_expected(_json_types(prop))}, "
+        f"got {_shown(key, value)}"
+    )
+
+
+def _describe_config_error(error: ValidationError) -> str:
+    """One line naming the setting and what it must be."""
+    name = ".".join(str(part) for part in error.absolute_path) or "config"
+    setting = name.split(".", 1)[0]
+    got = f", got {_shown(setting, error.instance)}"
+    expectation = {
+        "type": lambda: f"must be {_expected(_json_types({'type': error.validator_value}))}",
+        "minimum": lambda: f"must be at least {error.validator_value}",
+        "maximum": lambda: f"must be at most {error.validator_value}",
+        "enum": lambda: "must be one of " + ", ".join(map(str, error.validator_value)),
+    }.get(str(error.validator))
+    if expectation is not None:
+        return f"Setting {name} {expectation()}{got}"
+    if setting in SECRET_SETTINGS:
+        return f"Setting {name} is not valid ({error.validator} check)"
+    return f"Setting {name}: {error.message}"
 
 
 def _is_iso_date_time(value: t.Any) -> bool:

@@ -60,6 +60,13 @@ def test_demo_loads_exactly_what_the_sandbox_serves(meltano: MeltanoProject, tmp
     assert f"sqlite3 {database} 'select count(*) from deals'" in result.stdout
     run_log = (REPO_ROOT / ".demo" / "meltano-run.log").read_text(encoding="utf-8")
     assert SANDBOX_API_TOKEN not in run_log + result.stdout + result.stderr
+    # Progress is shown while the run goes on, not only a summary at the end.
+    assert "\n  Progress" in result.stdout
+    # The report next to the database holds the tap's calls for every stream it read.
+    report = (tmp_path / "report.html").read_text(encoding="utf-8")
+    summary = demo.run_summary(run_log)
+    assert summary["deals"]["calls"] >= 1 and summary["deal_participants"]["calls"] > 1
+    assert 'data-stream="deals"' in report and f"{summary['deals']['records']:,}" in report
 
     # Recount from the database file and from a sandbox built here, not from the demo's report.
     expected = Sandbox(seed=demo.DEFAULT_SEED, scale=demo.DEFAULT_SCALE).expected_counts()

@@ -263,13 +263,13 @@ def _one_line(result: subprocess.CompletedProcess[str]) -> str:
 
 
 BAD_SETTINGS = [
-    ({"api_token": 123}, "config['api_token']"),
-    ({"api_token": "t", "page_size": "lots"}, "config['page_size']"),
-    ({"api_token": "t", "page_size": 0}, "config['page_size']"),
-    ({"api_token": "t", "request_timeout": "5"}, "config['request_timeout']"),
-    ({"api_token": "t", "max_retries": -1}, "config['max_retries']"),
-    ({"api_token": "t", "include_mail_messages": "yes"}, "config['include_mail_messages']"),
-    ({"api_token": "t", "custom_field_naming": "labels"}, "config['custom_field_naming']"),
+    ({"api_token": 123}, "Setting api_token "),
+    ({"api_token": "t", "page_size": "lots"}, "Setting page_size "),
+    ({"api_token": "t", "page_size": 0}, "Setting page_size "),
+    ({"api_token": "t", "request_timeout": "5"}, "Setting request_timeout "),
+    ({"api_token": "t", "max_retries": -1}, "Setting max_retries "),
+    ({"api_token": "t", "include_mail_messages": "yes"}, "Setting include_mail_messages "),
+    ({"api_token": "t", "custom_field_naming": "labels"}, "Setting custom_field_naming "),
     ({"api_token": "t", "start_date": "yesterday"}, "start_date must be an ISO 8601"),
     ({"api_token": "t", "api_url": "ftp://example.com"}, "api_url must be an http(s) URL"),
     ({"api_token": "t", "client_id": "c", "client_secret": "s"}, "Ambiguous credentials"),

@@ -37,7 +37,10 @@ def _deal(number: int) -> dict:
         "value": number * 10.5,
         "add_time": f"2024-01-0{number}T10:2{number}:00Z",
         "owner": {"id": 100 + number, "name": f"Öwner {number}"},
+        # Nested numbers with fractions: they reach the target as Decimals.
+        "amount": {"value": number * 7131.436, "currency": "EUR"},
         "label_ids": [number, number + 1],
+        "probabilities": [number / 8, 0.25],  # exact in binary: equal as Decimal and float
         "active": number % 2 == 0,
     }
 
@@ -56,7 +59,15 @@ STREAMS: dict[str, tuple[dict, list[dict]]] = {
                     "name": NULLABLE_STRING,
                 },
             },
+            "amount": {
+                "type": ["null", "object"],
+                "properties": {
+                    "value": {"type": ["null", "number"]},
+                    "currency": NULLABLE_STRING,
+                },
+            },
             "label_ids": {"type": ["null", "array"], "items": {"type": "integer"}},
+            "probabilities": {"type": ["null", "array"], "items": {"type": "number"}},
             "active": {"type": ["null", "boolean"]},
         },
         [_deal(number) for number in range(1, 6)],
@@ -155,6 +166,13 @@ def test_target_sqlite_delivers_every_record_intact(meltano: MeltanoProject, tmp
             "SELECT json_extract(owner, '$.name') FROM deals ORDER BY id"
         ).fetchall()
     assert [name for (name,) in owners] == [f"Öwner {n}" for n in range(1, 6)]
+    # Nested numbers stay JSON numbers, as in PostgreSQL's jsonb (not "35657.18" as text).
+    with contextlib.closing(sqlite3.connect(database)) as connection:
+        kinds = connection.execute(
+            "SELECT DISTINCT json_type(amount, '$.value'), json_type(probabilities, '$[0]')"
+            " FROM deals"
+        ).fetchall()
+    assert kinds == [("real", "real")]
 
 
 FOLLOWER_KEYS = ["deal_id", "user_id"]

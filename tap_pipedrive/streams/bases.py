@@ -257,11 +257,14 @@ class ChangedParentsStream(PipedriveStream):
                 sorted(latest.values(), key=lambda p: p.update_time),
                 key=lambda parent: parent.update_time,
             )
+        progress = self._tap.progress  # type: ignore[attr-defined]
         for parent in merged:
             if parent.id is None or parent.id in seen:
                 continue
             seen.add(parent.id)
+            progress.parents_listed(self._progress)
             yield parent
+        progress.listing_done(self._progress)
         if any(reader.refused for reader in readers):
             self.refused = True
 
@@ -336,18 +339,22 @@ class ChangedParentsStream(PipedriveStream):
             chunk_size = self.parents_per_checkpoint
         chunk: list[Parent] = []
         done_at: tuple[datetime, list[t.Any]] | None = None
+        progress = self._tap.progress  # type: ignore[attr-defined]
         for parent in self.changed_parents(start):
             if parent.update_time == at_bookmark and parent.id in skip:
+                progress.parents_done(self._progress, 1)
                 continue  # read by the previous run, which stopped at this very time
             chunk.append(parent)
             if len(chunk) >= chunk_size:
                 yield from self._children(chunk)
+                progress.parents_done(self._progress, len(chunk))
                 done_at = self._checkpoint(chunk, done_at)
                 chunk = []
             if self.refused:
                 return
         if chunk and not self.refused:
             yield from self._children(chunk)
+            progress.parents_done(self._progress, len(chunk))
             self._checkpoint(chunk, done_at)
         if self.vanished_parents:
             self.logger.info(

@@ -33,6 +33,8 @@ class FieldDefinitionReader(PipedriveStream):
     stream: without the definitions the entity's columns would silently go missing.
     """
 
+    writes_records = False
+
     schema: t.ClassVar[dict[str, t.Any]] = {"type": "object", "properties": {}}  # type: ignore[misc]
 
     def validate_response(self, response: requests.Response) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import typing as t
 
 from tap_pipedrive.client import PipedriveStream, V1Stream
-from tap_pipedrive.errors import DailyBudgetExhausted, PipedriveAPIError
+from tap_pipedrive.errors import CredentialsRejected, DailyBudgetExhausted, PipedriveAPIError
 from tap_pipedrive.normalize import to_rfc3339
 
 if t.TYPE_CHECKING:
@@ -33,7 +33,7 @@ class FieldsStream(PipedriveStream):
         if catalog is not None and self.field_set not in catalog.fallback_used:
             try:
                 items = catalog.items(self.field_set)
-            except DailyBudgetExhausted:
+            except (DailyBudgetExhausted, CredentialsRejected):
                 raise
             except PipedriveAPIError:
                 items = None  # read it here, where a refusal only skips this stream

@@ -8,10 +8,10 @@ and target-sqlite 0.2.0 pins SQLAlchemy 1.2, which no longer imports on Python 3
 from __future__ import annotations
 
 import datetime
-import json
 import typing as t
 from decimal import Decimal
 
+import simplejson
 import sqlalchemy as sa
 from singer_sdk import typing as th
 from singer_sdk.sql import SQLConnector, SQLSink, SQLTarget
@@ -75,7 +75,9 @@ class SQLiteSink(SQLSink[SQLiteConnector]):
 def _storable(value: t.Any) -> t.Any:
     """Turn a conformed value into one of SQLite's own types."""
     if isinstance(value, (dict, list)):
-        return json.dumps(value, ensure_ascii=False, default=str)
+        # The SDK reads JSON numbers with fractions as Decimals; written as JSON numbers
+        # (exactly as they came), not as strings, so SQLite's JSON holds what jsonb would.
+        return simplejson.dumps(value, ensure_ascii=False, use_decimal=True, default=str)
     if isinstance(value, Decimal):
         return int(value) if value == value.to_integral_value() else float(value)
     if isinstance(value, (datetime.datetime, datetime.date, datetime.time)):
