@@ -58,3 +58,22 @@ def test_optional_fields_are_requested(sandbox, full_sync):
     deal = full_sync.records("deals")[0]
     assert "activities_count" in deal
     assert "next_activity_id" in deal
+
+
+def test_properties_real_accounts_send_arrive_typed(sandbox, full_sync):
+    """Properties the spec does not declare but real accounts send are kept, with types."""
+    users = full_sync.records("users")
+    assert {type(user["is_admin"]) for user in users} == {bool}
+    assert any(user["is_admin"] for user in users)
+    assert any(isinstance(user.get("signup_flow_variation"), str) for user in users)
+    assert any(isinstance(role.get("description"), str) for role in full_sync.records("roles"))
+    outcomes = [goal["expected_outcome"] for goal in full_sync.records("goals")]
+    assert any(isinstance(outcome.get("currency_id"), int) for outcome in outcomes)
+    leads = full_sync.records("leads")
+    archived = [lead for lead in leads if lead["is_archived"]]
+    assert archived and all(RFC3339_UTC.match(lead["archive_time"]) for lead in archived)
+    assert all(lead.get("archive_time") is None for lead in leads if not lead["is_archived"])
+    notes = full_sync.records("notes")
+    assert any(isinstance((note.get("lead") or {}).get("title"), str) for note in notes)
+    files = full_sync.records("files")
+    assert files and all(isinstance(file.get("people_name"), str) for file in files)
