@@ -27,7 +27,7 @@ from singer_sdk.singerlib import RecordMessage
 from tap_pipedrive import schemas
 from tap_pipedrive.auth import PipedriveOAuthAuthenticator
 from tap_pipedrive.conform import Conformer
-from tap_pipedrive.custom_fields import CustomFieldSchema, layout_for
+from tap_pipedrive.custom_fields import CONTAINER, CustomFieldSchema, layout_for
 from tap_pipedrive.endpoints import scope_hint
 from tap_pipedrive.errors import (
     DailyBudgetExhausted,
@@ -36,10 +36,9 @@ from tap_pipedrive.errors import (
 )
 from tap_pipedrive.normalize import (
     CoercionLog,
+    TimestampPaths,
     format_timestamp,
     strip_nul_characters,
-    to_date,
-    to_rfc3339,
 )
 
 if t.TYPE_CHECKING:
@@ -581,37 +580,13 @@ class PipedriveStream(RESTStream[t.Any]):
         self.coercions.summary()
 
     @cached_property
-    def _timestamp_fields(self) -> tuple[tuple[str, ...], tuple[str, ...]]:
-        """Top-level properties declared as date-time and as date."""
-        date_times, dates = [], []
-        for name, prop in self.schema.get("properties", {}).items():
-            fmt = prop.get("format")
-            if fmt == "date-time":
-                date_times.append(name)
-            elif fmt == "date":
-                dates.append(name)
-        return tuple(date_times), tuple(dates)
+    def _timestamp_paths(self) -> TimestampPaths:
+        """Properties declared as date-time or date, at any depth (custom fields convert
+        their own values, see custom_fields.py)."""
+        return TimestampPaths(self.schema, skip=frozenset({CONTAINER}))
 
     def post_process(self, row: dict, context: Context | None = None) -> dict | None:
-        date_times, dates = self._timestamp_fields
-        for field in date_times:
-            value = row.get(field)
-            if value is not None:
-                try:
-                    row[field] = to_rfc3339(value)
-                except (ValueError, TypeError, IndexError):
-                    row[field] = None
-                if row[field] is None:
-                    self.coercions.coerced(field, value)
-        for field in dates:
-            value = row.get(field)
-            if value is not None:
-                try:
-                    row[field] = to_date(value)
-                except (ValueError, TypeError, IndexError):
-                    row[field] = None
-                if row[field] is None:
-                    self.coercions.coerced(field, value)
+        self._timestamp_paths.apply(row, self.coercions)
         if self.replication_key and self._skip_boundary_duplicate(row, context) is None:
             return None
         if self.custom_fields_entity is not None:
