@@ -40,11 +40,14 @@ from tap_pipedrive.normalize import (
     format_timestamp,
     strip_nul_characters,
 )
+from tap_pipedrive.sweeps import close_full_read
 
 if t.TYPE_CHECKING:
     from singer_sdk.helpers.types import Context
 
 SCHEMA_SOURCE = SchemaDirectory(schemas)
+# Singer's soft-delete column: a row holding a time here is retired in the target.
+DELETED_AT = "_sdc_deleted_at"
 MAX_PAGE_SIZE = 500
 # Consecutive 429s after which throttling is taken to be the daily budget rather than
 # the 2-second burst window (Pipedrive exposes no header for the daily budget).
@@ -250,6 +253,8 @@ class PipedriveStream(RESTStream[t.Any]):
     sort_params: t.ClassVar[dict[str, str]] = {}
     # Set when Pipedrive refused the stream (402/403): it is skipped for the rest of the run.
     refused = False
+    # Pipedrive lists the deleted rows too (deals and projects asked for status=deleted).
+    lists_deleted_rows: t.ClassVar[bool] = False
     # The field set ("deal", "person", ...) whose custom fields become typed columns;
     # declaring it is all a stream needs (see custom_fields.py).
     custom_fields_entity: t.ClassVar[str | None] = None
@@ -556,13 +561,18 @@ class PipedriveStream(RESTStream[t.Any]):
         if self._has_deselected_properties:
             pop_deselected_record_properties(record, self.schema, self.mask)
         record = self._conformer(record)
+        version = self._stream_version
+        if version is not None and record.get(DELETED_AT) is not None:
+            # A row Pipedrive lists as deleted: outside the table version, so the
+            # activation closing this read retires it (hard_delete removes it).
+            version = None
         for stream_map in self.stream_maps:
             mapped = stream_map.transform(record)
             if mapped is not None:
                 yield RecordMessage(
                     stream=stream_map.stream_alias,
                     record=mapped,
-                    version=self._stream_version,
+                    version=version,
                     time_extracted=utc_now(),
                 )
 
@@ -573,6 +583,13 @@ class PipedriveStream(RESTStream[t.Any]):
     @cached_property
     def _has_deselected_properties(self) -> bool:
         return not all(self.mask.values())
+
+    def finalize_state_progress_markers(self, state: dict | None = None) -> None:
+        # Overridden (the SDK calls it once a stream's read, children included, is complete,
+        # and never after a failed one): the moment to close a full read (see sweeps.py).
+        if not state:
+            close_full_read(self, refused=self.refused)
+        super().finalize_state_progress_markers(state)
 
     def log_sync_costs(self) -> None:
         # Called once per stream at the end of the run: the moment to sum up coercions too.
@@ -587,6 +604,10 @@ class PipedriveStream(RESTStream[t.Any]):
 
     def post_process(self, row: dict, context: Context | None = None) -> dict | None:
         self._timestamp_paths.apply(row, self.coercions)
+        if self.lists_deleted_rows and row.get("is_deleted"):
+            # Retired in the target as soon as Pipedrive lists it as deleted, its last
+            # values kept; deleted deals and projects are updated at their deletion.
+            row[DELETED_AT] = row.get("update_time")
         if self.replication_key and self._skip_boundary_duplicate(row, context) is None:
             return None
         if self.custom_fields_entity is not None:

@@ -66,6 +66,11 @@ class StreamSpec:
     shape_paths: tuple[str, ...] = ()
 
 
+# Singer's soft-delete column, set by the tap on the rows a list returns as deleted (deals and
+# projects asked for status=deleted): targets retire those rows.
+_RETIRED: dict[str, JsonSchema] = {"_sdc_deleted_at": _TIMESTAMP}
+
+
 def _parent_time(parent: str) -> dict[str, JsonSchema]:
     """The parent's update_time, which child streams carry as their replication key.
 
@@ -107,7 +112,7 @@ FOUNDATION_STREAMS: tuple[StreamSpec, ...] = (
         ("/deals", "/deals/archived"),
         ("id",),
         # Archived deals come from their own endpoint but land in the same stream.
-        {"is_archived": {"type": "boolean"}},
+        {"is_archived": {"type": "boolean"}, **_RETIRED},
     ),
     StreamSpec("persons", "v2", ("/persons",), ("id",)),
     StreamSpec("organizations", "v2", ("/organizations",), ("id",)),
@@ -234,7 +239,7 @@ COVERAGE_STREAMS: tuple[StreamSpec, ...] = (
         ("/projects", "/projects/archived"),
         ("id",),
         # Archived projects come from their own endpoint but land in the same stream.
-        {"is_archived": {"type": "boolean"}},
+        {"is_archived": {"type": "boolean"}, **_RETIRED},
     ),
     StreamSpec("tasks", "v2", ("/tasks",), ("id",)),
     StreamSpec("boards", "v2", ("/boards",), ("id",)),
