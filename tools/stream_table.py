@@ -32,13 +32,22 @@ Pipedrive's OpenAPI specs; do not edit by hand.
 - **OAuth scope**: the read scope Pipedrive accepts for the endpoint (any `:full` variant
   works too). With an API token the user's permissions and the company's plan decide. A
   stream Pipedrive refuses (402/403) is skipped with a warning naming the scope.
+- **Deletes**: how rows deleted in Pipedrive (or merged away, or taken off their parent)
+  are retired in the target, and how soon. A full read closed by `ACTIVATE_VERSION` lets
+  the target retire every row it did not deliver (`_sdc_deleted_at` in target-postgres,
+  or the row removed with `hard_delete: true`). Full-table streams close every run that
+  way; incremental ones are read in full once every `sweep_interval_days` (a *sweep*,
+  or on demand with `sweep_now`), and stay incremental in between. A sweep costs what a
+  first sync of the stream costs.
 - **Tokens**: the `x-token-cost` of one request, which returns one page (up to 500 rows
   unless noted). Child streams add the cost of listing their changed parents (10 per 500
   parents for v2 lists, 20 per 500 notes, 20 per page of mail threads per folder).
 
 """
 
-COLUMNS = ("Stream", "Endpoint", "Primary key", "Replication", "OAuth scope", "Tokens")
+COLUMNS = ("Stream", "Endpoint", "Primary key", "Replication", "Deletes", "OAuth scope", "Tokens")
+# Entities Pipedrive merges: the merged-away record vanishes like a deleted one.
+MERGED = frozenset({"deals", "persons", "organizations"})
 
 
 def _code(text: str) -> str:
@@ -74,6 +83,22 @@ def _replication(stream: type[PipedriveStream]) -> str:
     if stream.parent_stream_type is not None:
         return f"full table, one request per {_singular(stream.parent_stream_type.name)}"
     return "full table"
+
+
+def _deletes(stream: type[PipedriveStream]) -> str:
+    gone = "deleted or merged away" if stream.name in MERGED else "deleted"
+    if issubclass(stream, ChangedParentsStream):
+        return "next sweep: rows of deleted parents, rows taken off parents"
+    if not isinstance(stream.replication_key, str):
+        if stream.lists_deleted_rows:
+            return "next run (listed as deleted: retired with their last values)"
+        return "next run"
+    if stream.lists_deleted_rows:
+        return (
+            "deleted: next run (listed as deleted for about 30 days: retired with their last "
+            "values; with `hard_delete` removed at the next sweep); merged away: next sweep"
+        )
+    return f"{gone}: next sweep"
 
 
 def _endpoint(stream: type[PipedriveStream]) -> str:
@@ -141,6 +166,7 @@ def render() -> str:
             _endpoint(stream) if entry is not None else "the `*Fields` reads",
             ", ".join(_code(key) for key in stream.primary_keys or ()),
             _replication(stream),
+            _deletes(stream),
             _scopes(entry),
             _tokens(stream, entry),
         )
