@@ -35,6 +35,10 @@ if t.TYPE_CHECKING:
 DEFAULT_SWEEP_INTERVAL_DAYS = 7
 SWEEP_VERSION = "sweep_version"
 SWEPT_AT = "swept_at"
+# target-postgres (0.8.1) soft-deletes with an UPDATE whose version parameter is named
+# "version": SQLAlchemy refuses it for a table that has a column of that name, and the load
+# fails. Such streams (webhooks, mail threads, a custom field named "Version") are left out.
+UNSAFE_COLUMN = "version"
 # What a sweep forgets of a stream's (or partition's) state: it reads from the start.
 _BOOKMARK_KEYS = (
     "replication_key",
@@ -84,6 +88,15 @@ def plan_full_reads(
     sweeping = []
     for stream in streams:
         if not stream.selected:
+            continue
+        if UNSAFE_COLUMN in stream.schema.get("properties", {}):
+            logger.warning(
+                "Stream %s has a column named %r: no ACTIVATE_VERSION is sent for it, so its "
+                "deleted rows are not retired (target-postgres cannot soft-delete rows of "
+                "such a table)",
+                stream.name,
+                UNSAFE_COLUMN,
+            )
             continue
         if not _is_incremental(stream):
             # Read in full every run: every run can retire what is gone.

@@ -81,6 +81,16 @@ def _truth(result: SyncResult) -> dict[str, dict[tuple, dict]]:
     return truth
 
 
+def _closed(result: SyncResult) -> set[str]:
+    """Streams that can be closed by ACTIVATE_VERSION: all but those with a column named
+    "version" (target-postgres cannot soft-delete in such a table)."""
+    return {
+        stream
+        for stream, schema in result.schemas().items()
+        if "version" not in schema["properties"]
+    }
+
+
 def _activated(result: SyncResult) -> set[str]:
     return {m["stream"] for m in result.messages if m["type"] == "ACTIVATE_VERSION"}
 
@@ -106,12 +116,10 @@ def _change_everything(sandbox: Sandbox) -> dict[str, list]:
         "files",
         "filters",
         "goals",
-        "webhooks",
         "phases",
         "tasks",
         "lead_labels",
         "call_logs",
-        "mail_threads",
         "stages",
     ):
         record_id = live(entity, 1)
@@ -150,7 +158,8 @@ def config(sandbox: Sandbox) -> dict:
 def test_sweep_retires_exactly_what_is_gone(sandbox: Sandbox, config: dict) -> None:
     warehouse = Warehouse()
     first = run_tap(config)
-    assert _activated(first) == set(first.schemas()), "a first sync is a full read of all"
+    assert _activated(first) == _closed(first), "a first sync is a full read of all"
+    assert {"webhooks", "mail_threads"} == set(first.schemas()) - _closed(first)
     warehouse.load(first)
     before = {stream: dict(warehouse.live(stream)) for stream in warehouse.tables}
 
@@ -163,7 +172,7 @@ def test_sweep_retires_exactly_what_is_gone(sandbox: Sandbox, config: dict) -> N
     incremental = _incremental(first)
     assert {"deals", "persons", "deal_products", "notes", "files"} <= incremental
     assert not _activated(between) & incremental
-    assert _activated(between) == set(first.schemas()) - incremental
+    assert _activated(between) == _closed(first) - incremental
     persons = [r for r in sandbox.requests if r.path.endswith("/v2/persons")]
     assert persons and all("updated_since" in r.query for r in persons)
     # A deal listed as deleted is retired at once, its last values kept.
@@ -172,7 +181,7 @@ def test_sweep_retires_exactly_what_is_gone(sandbox: Sandbox, config: dict) -> N
 
     sweep = run_tap({**config, "sweep_now": True}, state=between.last_state)
     warehouse.load(sweep)
-    assert _activated(sweep) == set(sweep.schemas())
+    assert _activated(sweep) == _closed(sweep)
 
     truth = _truth(run_tap(config))
     for stream, rows in truth.items():
