@@ -40,7 +40,7 @@ from tap_pipedrive.normalize import (
     format_timestamp,
     strip_nul_characters,
 )
-from tap_pipedrive.sweeps import close_full_read
+from tap_pipedrive.sweeps import RETIRED_VERSION, close_full_read
 
 if t.TYPE_CHECKING:
     from singer_sdk.helpers.types import Context
@@ -255,6 +255,8 @@ class PipedriveStream(RESTStream[t.Any]):
     refused = False
     # Pipedrive lists the deleted rows too (deals and projects asked for status=deleted).
     lists_deleted_rows: t.ClassVar[bool] = False
+    # Whether this run reads the stream in full and closes it with ACTIVATE_VERSION.
+    closes_full_read = False
     # The field set ("deal", "person", ...) whose custom fields become typed columns;
     # declaring it is all a stream needs (see custom_fields.py).
     custom_fields_entity: t.ClassVar[str | None] = None
@@ -563,9 +565,9 @@ class PipedriveStream(RESTStream[t.Any]):
         record = self._conformer(record)
         version = self._stream_version
         if version is not None and record.get(DELETED_AT) is not None:
-            # A row Pipedrive lists as deleted: outside the table version, so the
-            # activation closing this read retires it (hard_delete removes it).
-            version = None
+            # A row Pipedrive lists as deleted: older than any read, so the next
+            # activation retires it (hard_delete removes it).
+            version = RETIRED_VERSION
         for stream_map in self.stream_maps:
             mapped = stream_map.transform(record)
             if mapped is not None:

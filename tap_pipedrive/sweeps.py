@@ -12,13 +12,19 @@ lets the target retire every row the read did not deliver: ``target-postgres`` s
 * Incremental streams (deals, persons, organizations, activities, products, notes, leads,
   files and the children read per changed parent) are read in full once every
   ``sweep_interval_days`` (a "sweep"; ``sweep_now`` forces one). Runs in between stay
-  incremental; their records carry no version, so the next activation retires them too
-  unless the sweep delivers them again, which it does for every row that still exists.
+  incremental; their records carry the last sweep's version, so the next activation
+  retires them unless the sweep delivers them again, which it does for every row that
+  still exists. (target-postgres also retires rows without a version; the SDK's generic
+  SQL targets do not, so every record carries one.)
+* Rows a list returns as deleted (deals and projects) carry ``_sdc_deleted_at`` and the
+  version 0, older than any read: retired with their last values, and removed by the next
+  activation under ``hard_delete``.
 
-The state of each stream says when its last sweep started (``swept_at``) and, while one is
-under way, its version (``sweep_version``): an interrupted sweep resumes from its bookmark
-with the same version, and its activation then covers the rows both attempts delivered.
-Nothing is activated after a failed or refused read, so a partial read never retires rows.
+The state of each stream says when its last sweep started (``swept_at``, and its version
+``swept_version``) and, while one is under way, its version (``sweep_version``): an
+interrupted sweep resumes from its bookmark with the same version, and its activation then
+covers the rows both attempts delivered. Nothing is activated after a failed or refused
+read, so a partial read never retires rows.
 """
 
 from __future__ import annotations
@@ -35,6 +41,11 @@ if t.TYPE_CHECKING:
 DEFAULT_SWEEP_INTERVAL_DAYS = 7
 SWEEP_VERSION = "sweep_version"
 SWEPT_AT = "swept_at"
+SWEPT_VERSION = "swept_version"
+# The version of rows a list returns as deleted: older than every read.
+RETIRED_VERSION = 0
+# Set on a stream read in full this run: its read ends with ACTIVATE_VERSION.
+CLOSES_FULL_READ = "closes_full_read"
 # target-postgres (0.8.1) soft-deletes with an UPDATE whose version parameter is named
 # "version": SQLAlchemy refuses it for a table that has a column of that name, and the load
 # fails. Such streams (webhooks, mail threads, a custom field named "Version") are left out.
@@ -104,19 +115,25 @@ def plan_full_reads(
             # ``emit_activate_version_messages`` activates before the read, which would
             # retire every row of a read that then fails).
             stream._stream_version = version
+            setattr(stream, CLOSES_FULL_READ, True)
             continue
         state = stream.stream_state
         resumed = state.get(SWEEP_VERSION)
+        last = _parse(state.get(SWEPT_AT))
         if isinstance(resumed, int):
             stream._stream_version = resumed
             sweeping.append(f"{stream.name} (resumed)")
-            continue
-        last = _parse(state.get(SWEPT_AT))
-        if force or last is None or now - last >= interval:
+        elif force or last is None or now - last >= interval:
             _forget_bookmarks(state)
             state[SWEEP_VERSION] = version
             stream._stream_version = version
             sweeping.append(stream.name)
+        else:
+            # Between sweeps: the rows carry the last sweep's version.
+            previous = state.get(SWEPT_VERSION)
+            stream._stream_version = previous if isinstance(previous, int) else None
+            continue
+        setattr(stream, CLOSES_FULL_READ, True)
     if sweeping:
         logger.info("Full read closed by ACTIVATE_VERSION (sweep) of: %s", ", ".join(sweeping))
 
@@ -130,7 +147,7 @@ def _forget_bookmarks(state: dict) -> None:
 def close_full_read(stream: Stream, *, refused: bool) -> None:
     """After a stream's complete read: activate its version, so the target retires the rest."""
     version = stream._stream_version
-    if version is None or not stream.selected:
+    if version is None or not stream.selected or not getattr(stream, CLOSES_FULL_READ, False):
         return
     if refused:
         # Nothing was read: activating would retire every row. An unfinished sweep stays
@@ -142,6 +159,6 @@ def close_full_read(stream: Stream, *, refused: bool) -> None:
         state = stream.stream_state
         state.pop(SWEEP_VERSION, None)
         state[SWEPT_AT] = _version_time(version)
+        state[SWEPT_VERSION] = version
         stream.state_manager.is_flushed = False
-    # Later records of this stream (none in a normal run) must not carry a closed version.
-    stream._stream_version = None
+    setattr(stream, CLOSES_FULL_READ, False)

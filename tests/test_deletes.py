@@ -2,7 +2,9 @@
 
 ``Warehouse`` loads Singer messages the way target-postgres does in its default soft-delete
 mode: RECORD upserts by key and stores the message's version, ACTIVATE_VERSION sets
-``_sdc_deleted_at`` on rows of an older or no version that are not retired yet. After a
+``_sdc_deleted_at`` on rows of an older version that are not retired yet (target-postgres
+also retires rows without a version; the SDK's generic SQL targets do not, so the stricter
+rule is the one tested). After a
 sweep, the rows it keeps live must be exactly what a fresh full sync of the same account
 delivers, value for value.
 """
@@ -55,7 +57,7 @@ class Warehouse:
                 )
             elif kind == "ACTIVATE_VERSION":
                 for row in self.tables[stream].values():
-                    stale = row.version is None or row.version < message["version"]
+                    stale = row.version is not None and row.version < message["version"]
                     if stale and row.deleted_at is None:
                         row.deleted_at = "retired"
 
@@ -175,6 +177,18 @@ def test_sweep_retires_exactly_what_is_gone(sandbox: Sandbox, config: dict) -> N
     assert _activated(between) == _closed(first) - incremental
     persons = [r for r in sandbox.requests if r.path.endswith("/v2/persons")]
     assert persons and all("updated_since" in r.query for r in persons)
+    # Their rows carry the last sweep's version, so that the next sweep can retire them.
+    swept = first.last_state["bookmarks"]["persons"]["swept_version"]
+    persons_versions = {
+        m["version"] for m in between.messages if m["type"] == "RECORD" and m["stream"] == "persons"
+    }
+    assert persons_versions == {swept}
+    closed = _closed(first)
+    assert all(
+        m.get("version") is not None
+        for m in (*first.messages, *between.messages)
+        if m["type"] == "RECORD" and m["stream"] in closed
+    )
     # A deal listed as deleted is retired at once, its last values kept.
     (deal,) = [r for k, r in warehouse.tables["deals"].items() if k == (deleted["deals"][0],)]
     assert deal.deleted_at is not None and deal.record["is_deleted"] is True
@@ -209,6 +223,7 @@ def test_an_interrupted_sweep_resumes_with_its_version(sandbox: Sandbox, config:
     assert [m["version"] for m in activations] == [1234]
     bookmark = resumed.last_state["bookmarks"]["persons"]
     assert "sweep_version" not in bookmark and bookmark["swept_at"] == "1970-01-01T00:00:01Z"
+    assert bookmark["swept_version"] == 1234
 
 
 def test_runs_sweep_again_after_the_interval(sandbox: Sandbox, config: dict) -> None:
