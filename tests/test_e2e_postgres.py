@@ -381,7 +381,8 @@ def test_meltano_into_postgres_retires_deletes_merges_and_removed_children(
     notes = [r for r in sandbox.requests if r.path.endswith("/v1/notes")]
     assert notes and all("updated_since" in r.query for r in notes)
 
-    # The sweep, on demand.
+    # The sweep, on demand, as the README shows it:
+    # TAP_PIPEDRIVE_SWEEP_NOW=true meltano run tap-pipedrive target-postgres
     meltano_run({"TAP_PIPEDRIVE_SWEEP_NOW": "true"})
     after = _snapshot(server, keys)
 
