@@ -590,8 +590,18 @@ class PipedriveStream(RESTStream[t.Any]):
         # Overridden (the SDK calls it once a stream's read, children included, is complete,
         # and never after a failed one): the moment to close a full read (see sweeps.py).
         if not state:
-            close_full_read(self, refused=self.refused)
+            close_full_read(self, refused=self._read_was_refused())
         super().finalize_state_progress_markers(state)
+
+    def _read_was_refused(self) -> bool:
+        """Whether Pipedrive refused this stream, or the parent stream its rows hang off."""
+        stream: t.Any = self
+        while stream is not None:
+            if stream.refused:
+                return True
+            parent = stream.parent_stream_type
+            stream = self._tap.streams.get(parent.name) if parent else None
+        return False
 
     def log_sync_costs(self) -> None:
         # Called once per stream at the end of the run: the moment to sum up coercions too.
