@@ -242,3 +242,14 @@ def test_a_refused_stream_retires_nothing(sandbox: Sandbox, config: dict) -> Non
     result = run_tap(config, streams={"roles", "role_assignments", "filters"})
     # Without the roles, their assignments were not read either: nothing is retired.
     assert _activated(result) == {"filters"}
+
+
+def test_odd_sweep_state_means_a_sweep(sandbox: Sandbox, config: dict) -> None:
+    first = run_tap(config, streams={"persons"})
+    state = first.last_state
+    state["bookmarks"]["persons"].update(
+        swept_at="not a time", sweep_version="12", swept_version=[1]
+    )
+    again = run_tap(config, state=state, streams={"persons"})
+    assert _activated(again) == {"persons"}
+    assert len(again.records("persons")) == len(first.records("persons"))
