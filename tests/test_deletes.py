@@ -123,6 +123,16 @@ def _change_everything(sandbox: Sandbox) -> dict[str, list]:
         "lead_labels",
         "call_logs",
         "stages",
+        "pipelines",
+        "activity_types",
+        "currencies",
+        "users",
+        "projects",
+        "project_templates",
+        "boards",
+        "roles",
+        "permission_sets",
+        "organization_relationships",
     ):
         record_id = live(entity, 1)
         sandbox.delete_record(entity, record_id)
