@@ -202,7 +202,7 @@ CONFIG_SCHEMA = th.PropertiesList(
     ),
     th.Property(
         "sweep_interval_days",
-        th.IntegerType(minimum=1, maximum=30),
+        th.IntegerType(minimum=1),
         default=DEFAULT_SWEEP_INTERVAL_DAYS,
         title="Days between sweeps",
         description="Incremental streams are read in full this often (a sweep), closed by "
