@@ -14,7 +14,9 @@ Everything runs against the local sandbox (``pipedrive_sandbox``) on loopback:
 4. A full sync (all streams) at default settings against the sandbox's burst limiter
    (80 requests per 2 s): 429s, pauses, and per stream the records, calls and tokens
    (``x-token-cost`` of each endpoint).
-5. Memory: peak RSS of a deals sync as the number of deals grows (up to 1,000,000 deals,
+5. Deletes: the tokens of a sweep per stream (a full read closed by ACTIVATE_VERSION),
+   next to a first sync and an incremental run.
+6. Memory: peak RSS of a deals sync as the number of deals grows (up to 1,000,000 deals,
    served from one real sandbox page with shifted ids and times).
 """
 
@@ -558,31 +560,8 @@ def _per_stream_table(results: Results, run: Run, requests_made: list[dict], api
     (a child stream reading its parents' list counts those calls as its own). Tokens are
     each call's documented cost. A check: their total equals the sandbox's own count.
     """
-    from tap_pipedrive.tap import TapPipedrive
-
-    assert run.output is not None
-    counts: dict[str, int] = {}
-    with run.output.open("rb") as lines:
-        for line in lines:
-            if line.startswith(RECORD_MARKERS[0]):
-                stream = json.loads(line)["stream"]
-                counts[stream] = counts.get(stream, 0) + 1
-    tap = TapPipedrive(config={"api_token": TOKEN, "api_url": api_url}, validate_config=False)
-    calls: dict[str, int] = {}
-    tokens: dict[str, int] = {}
-    for _, metric in run.metrics("http_request_duration"):
-        tags = metric["tags"]
-        name = tags["stream"]
-        stream = tap.streams.get(name)
-        endpoint = tags.get("endpoint") or ""
-        if (tags.get("context") or {}).get("is_archived") and getattr(
-            stream, "archived_path", None
-        ):
-            endpoint = stream.archived_path  # type: ignore[union-attr]
-        calls[name] = calls.get(name, 0) + 1
-        tokens[name] = tokens.get(name, 0) + _template_cost(
-            endpoint, getattr(stream, "api_version", "v2")
-        )
+    counts = _record_counts(run)
+    calls, tokens = _calls_and_tokens(run, api_url)
     durations: dict[str, float] = {}
     for _, metric in run.metrics("sync_duration"):
         name = metric["tags"]["stream"]
@@ -620,6 +599,107 @@ def _per_stream_table(results: Results, run: Run, requests_made: list[dict], api
         "burst window for streams with one request per parent)."
     )
     results.print()
+
+
+def _record_counts(run: Run) -> dict[str, int]:
+    assert run.output is not None
+    counts: dict[str, int] = {}
+    with run.output.open("rb") as lines:
+        for line in lines:
+            if line.startswith(RECORD_MARKERS[0]):
+                stream = json.loads(line)["stream"]
+                counts[stream] = counts.get(stream, 0) + 1
+    return counts
+
+
+def _last_state(run: Run) -> dict:
+    assert run.output is not None
+    state: dict = {}
+    with run.output.open("rb") as lines:
+        for line in lines:
+            if line.startswith(b'{"type":"STATE"'):
+                state = json.loads(line)["value"]
+    return state
+
+
+def _calls_and_tokens(run: Run, api_url: str) -> tuple[dict[str, int], dict[str, int]]:
+    """Requests and their documented token cost per stream, from the tap's request metrics."""
+    from tap_pipedrive.tap import TapPipedrive
+
+    tap = TapPipedrive(config={"api_token": TOKEN, "api_url": api_url}, validate_config=False)
+    calls: dict[str, int] = {}
+    tokens: dict[str, int] = {}
+    for _, metric in run.metrics("http_request_duration"):
+        tags = metric["tags"]
+        name = tags["stream"]
+        stream = tap.streams.get(name)
+        endpoint = tags.get("endpoint") or ""
+        if (tags.get("context") or {}).get("is_archived") and getattr(
+            stream, "archived_path", None
+        ):
+            endpoint = stream.archived_path  # type: ignore[union-attr]
+        calls[name] = calls.get(name, 0) + 1
+        tokens[name] = tokens.get(name, 0) + _template_cost(
+            endpoint, getattr(stream, "api_version", "v2")
+        )
+    return calls, tokens
+
+
+def sweep_section(results: Results, scale: float) -> None:
+    """Tokens of a sweep per stream, next to a first sync and an incremental run."""
+    results.print(f"## Deletes: tokens of a sweep per stream (sandbox scale {scale})")
+    results.print()
+    sandbox = SandboxProcess(scale=scale, burst_limit=0)
+    try:
+        env = child_env()
+        config = {"api_token": TOKEN, "api_url": sandbox.url, "include_mail_messages": True}
+        runs: dict[str, Run] = {}
+        state: dict = {}
+        for label, extra in (("first", {}), ("incremental", {}), ("sweep", {"sweep_now": True})):
+            command = tap_command(write_json(f"sweep-{label}.json", {**config, **extra}))
+            if state:
+                command += ["--state", str(write_json(f"sweep-{label}-state.json", state))]
+            runs[label] = check(measure(f"sweep-{label}", command, env, keep_output=True))
+            state = _last_state(runs[label])
+        tokens = {label: _calls_and_tokens(run, sandbox.url)[1] for label, run in runs.items()}
+        records = _record_counts(runs["sweep"])
+        rows = []
+        for name in sorted(set(tokens["first"]) | set(tokens["sweep"])):
+            first, sweep = tokens["first"].get(name, 0), tokens["sweep"].get(name, 0)
+            rows.append(
+                [
+                    name,
+                    f"{records.get(name, 0):,}",
+                    str(first),
+                    str(tokens["incremental"].get(name, 0)),
+                    str(sweep),
+                    f"{sweep / first:.2f}" if first else "-",
+                ]
+            )
+        totals = [sum(tokens[label].values()) for label in ("first", "incremental", "sweep")]
+        rows.append(
+            [
+                "total",
+                f"{sum(records.values()):,}",
+                *(str(total) for total in totals),
+                f"{totals[2] / totals[0]:.2f}" if totals[0] else "-",
+            ]
+        )
+        results.table(
+            ["stream", "rows", "first sync", "incremental run", "sweep", "sweep / first sync"],
+            rows,
+        )
+        results.print()
+        results.print(
+            "Tokens per run (the documented x-token-cost of each call; a child stream counts "
+            "the reads of its parents' list). A sweep reads each incremental stream in full "
+            "at the largest page size, as a first sync does; streams without a bookmark are "
+            "read in full on every run anyway. The incremental run follows the first sync "
+            "with no change in the account."
+        )
+        results.print()
+    finally:
+        sandbox.stop()
 
 
 def _template_cost(template: str, version: str) -> int:
@@ -679,10 +759,11 @@ def main(argv: list[str] | None = None) -> int:
         help="comma-separated deal counts for the memory run",
     )
     parser.add_argument("--full-sync-scale", type=float, default=0.2)
+    parser.add_argument("--sweep-scale", type=float, default=0.2)
     parser.add_argument(
         "--sections",
-        default="cpu,latency,parallel,sync,memory",
-        help="any of cpu,latency,parallel,sync,memory",
+        default="cpu,latency,parallel,sync,sweep,memory",
+        help="any of cpu,latency,parallel,sync,sweep,memory",
     )
     parser.add_argument("--no-peer", action="store_true", help="skip singer-io tap-pipedrive")
     parser.add_argument("--quick", action="store_true", help="small sizes, one run each")
@@ -723,6 +804,8 @@ def main(argv: list[str] | None = None) -> int:
         parallel_section(results)
     if "sync" in sections:
         full_sync_section(results, args.full_sync_scale)
+    if "sweep" in sections:
+        sweep_section(results, args.sweep_scale)
     results.print(f"Total benchmark time: {time.perf_counter() - started:.0f} s")
     if args.markdown:
         args.markdown.write_text("\n".join(results.lines) + "\n")

@@ -19,7 +19,8 @@ SIGTERM; the ``/_sandbox/*`` control plane exposes counts, datasets, mutations a
 
 Control plane (no auth): ``GET /_sandbox/counts[?streams=a,b]``, ``GET /_sandbox/dataset/<e>``,
 ``POST /_sandbox/mutate`` (``{"action": "update"|"delete"|"add"|"add_custom_field",
-"entity", "id", "changes"}``), ``POST|DELETE|GET /_sandbox/faults``,
+"entity", "id", "changes"}``, ``{"action": "merge", "entity", "id", "into"}``,
+``{"action": "remove_child", "entity", "parent_id", "index"}``), ``POST|DELETE|GET /_sandbox/faults``,
 ``POST /_sandbox/faults/random_mix`` (``{"seed", "rate"}``), ``GET|DELETE /_sandbox/requests``,
 ``GET /_sandbox/stats``, ``POST /_sandbox/clock`` (``{"advance": seconds}``),
 ``POST /_sandbox/expire_tokens``, ``POST /_sandbox/reset_daily_budget`` and
@@ -43,6 +44,11 @@ Conventions worth knowing:
   stream the records that are not deleted (archived leads and projects included).
   ``custom_fields`` (the tap's field metadata stream, no API entity) counts the custom fields
   of every field set, the deal ones twice since leads list them under ``/leadFields`` too.
+* Deletes and merges: ``delete_record`` soft-deletes (deleted deals and projects stay listed
+  with status ``deleted``, everything else vanishes from lists); ``merge_records`` (persons,
+  organizations, deals) makes the merged-away record vanish from every list and repoints
+  the records that named it; ``remove_child`` takes a follower, participant, deal product ...
+  off a parent that stays; ``delete_field_option`` deletes an enum/set option.
 * Child streams (followers, deal products, flows ...) only exist for parents that are not
   deleted.  Their dataset rows carry the parent id (``deal_id``, ``person_id`` ...) even where
   the API row does not.  ``organization_relationships`` counts distinct relationships, although

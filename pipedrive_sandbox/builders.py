@@ -226,6 +226,9 @@ def user(world: World, rng: random.Random, row: Row, fmt: Fmt) -> dict[str, Any]
         "icon_url": maybe(rng, 0.5, f"https://example.com/avatars/{row.id}.png"),
         "is_you": row.id == 1,
         "is_deleted": not active,
+        # Sent by real accounts, not declared by the spec.
+        "is_admin": 1 if row.id == 1 else 0,
+        "signup_flow_variation": "control" if row.id == 1 else None,
     }
 
 

@@ -18,6 +18,12 @@ from pipedrive_sandbox.server import BurstLimiter, RequestRecord, SandboxServer
 from pipedrive_sandbox.util import CLOCK_START, DEFAULT_COMPANY, FORMATTERS, Company, mix_seed
 
 FIELD_KEYS = ("name", "field_type", "options")
+# Entities Pipedrive merges -> the properties of other records that point at them.
+MERGE_LINKS = {
+    "persons": ("person_id",),
+    "organizations": ("org_id", "organization_id"),
+    "deals": ("deal_id",),
+}
 # Entity names accepted by add_custom_field -> field set.
 FIELD_SET_OF = {
     "deals": "deal",
@@ -331,6 +337,79 @@ class Sandbox:
                     changes["is_deleted"] = True  # no flag of its own: hidden from lists
         return self.update_record(entity, id, **changes)
 
+    def merge_records(self, entity: str, id: Any, into: Any) -> dict[str, Any]:
+        """Merge record ``id`` into ``into`` (persons, organizations, deals), as Pipedrive does.
+
+        The merged-away record vanishes from every list (deleted deals included) with its
+        children; records that pointed at it point at ``into`` now, each with a new
+        update_time, and ``into`` is updated. Returns the kept record.
+        """
+        links = MERGE_LINKS.get(entity)
+        if links is None:
+            raise ValueError(f"only {sorted(MERGE_LINKS)} can be merged, not {entity!r}")
+        world = self.world
+        with world.lock:
+            table = self._table(entity)
+            pos = self._pos(table, id)
+            self._pos(table, into)
+            if id == into:
+                raise ValueError("a record cannot be merged into itself")
+            table.gone.add(pos)
+            table.deleted[pos] = 1
+            table.touch(pos)
+            for other in world.tables.values():
+                for other_pos in range(len(other)):
+                    if other is table and other_pos == pos:
+                        continue
+                    record = other.record(other_pos)
+                    moved = {name: into for name in links if record.get(name) == id}
+                    if moved and "id" in record:
+                        self.update_record(other.entity.name, record["id"], **moved)
+            return self.update_record(entity, into)
+
+    def remove_child(self, entity: str, parent_id: Any, index: int = 0) -> dict[str, Any]:
+        """Take one child row off a parent that stays (a follower, a participant, a deal
+        product ...); the parent's update_time does not change. Returns the removed row."""
+        world = self.world
+        child = world.children.get(entity)
+        if child is None:
+            raise ValueError(
+                f"{entity!r} is not a child entity; choose one of {sorted(world.children)}"
+            )
+        with world.lock:
+            parent = child.parent_table()
+            pos = self._pos(parent, parent_id)
+            rows = list(child.rows_for_pos(pos))
+            if not 0 <= index < len(rows):
+                raise KeyError(f"{entity} of {parent_id!r} has no row {index}")
+            removed = rows.pop(index)
+            child.overrides[pos] = rows
+            parent.version += 1  # the dataset of the children changed, the parent did not
+            return copy.deepcopy(removed)
+
+    def delete_field_option(
+        self, field_set: str, field_code: str, option_id: int
+    ) -> dict[str, Any]:
+        """Delete one option of an enum or set custom field; v1 lists it under
+        ``options_deleted`` from now on. Returns the field's v2 item."""
+        world = self.world
+        with world.lock:
+            found = [f for f in world.fields.sets.get(field_set, []) if f.code == field_code]
+            if not found or found[0].options is None:
+                raise KeyError(f"{field_set} field {field_code!r} has no options")
+            definition = found[0]
+            options = definition.options or []
+            kept = [option for option in options if option["id"] != option_id]
+            if len(kept) == len(options):
+                raise KeyError(f"{field_set} field {field_code!r} has no option {option_id}")
+            gone = next(option for option in options if option["id"] == option_id)
+            definition.options = kept
+            definition.extra.setdefault("options_deleted", []).append(
+                {"id": gone["id"], "label": gone["label"]}
+            )
+            definition.update_ts = self._stamp()
+            return definition.v2_item()
+
     def add_record(self, entity: str, **fields: Any) -> dict[str, Any]:
         """Create a record (new id, add_time = update_time = now) from generated defaults."""
         world = self.world
@@ -435,13 +514,18 @@ class Sandbox:
             return self.delete_record(entity, payload.get("id"))
         if action == "add":
             return self.add_record(entity, **changes)
+        if action == "merge":
+            return self.merge_records(entity, payload.get("id"), payload.get("into"))
+        if action == "remove_child":
+            return self.remove_child(entity, payload.get("parent_id"), int(payload.get("index", 0)))
         if action == "add_custom_field":
             spec = {**changes, **{k: v for k, v in payload.items() if k in FIELD_KEYS}}
             return self.add_custom_field(
                 entity, spec.get("name", ""), spec.get("field_type", ""), spec.get("options")
             )
         raise ValueError(
-            f"unknown mutate action {action!r} (update, delete, add, add_custom_field)"
+            f"unknown mutate action {action!r} "
+            "(update, delete, add, merge, remove_child, add_custom_field)"
         )
 
 

@@ -115,6 +115,8 @@ class Table:
         self.overrides: dict[int, dict[str, Any]] = {}
         self.cache: dict[int, dict[str, Any]] = {}
         self.fragments: dict[int, dict[Any, bytes]] = {}
+        # Positions of merged-away records: gone from every list, deleted ones included.
+        self.gone: set[int] = set()
         self.version = 0
         self._generate(count)
         self.cache_enabled = count <= CACHE_LIMIT
@@ -194,7 +196,7 @@ class Table:
     def counted(self) -> int:
         if self.entity.counted == "not_deleted":
             return len(self) - sum(self.deleted)
-        return len(self)
+        return len(self) - len(self.gone)
 
     # ---- records --------------------------------------------------------------------------
     def record(self, pos: int) -> dict[str, Any]:
@@ -256,6 +258,8 @@ class ChildTable:
         self.child = child
         self.salt = mix_seed(world.seed, child.name)
         self.cache: dict[Any, list[dict[str, Any]]] = {}
+        # Children removed from a parent that stays: parent position -> remaining rows.
+        self.overrides: dict[int, list[dict[str, Any]]] = {}
 
     def parent_table(self) -> Table:
         return self.world.tables[self.child.parent]
@@ -264,6 +268,9 @@ class ChildTable:
         parent = self.parent_table()
         if parent.deleted[parent_pos]:
             return []  # children of deleted records are gone with them
+        found = self.overrides.get(parent_pos)
+        if found is not None:
+            return found
         found = self.cache.get(parent_pos)
         if found is not None:
             return found

@@ -306,9 +306,11 @@ FILTERS: dict[str, Callable[[dict[str, str], Table | None, Selection], None]] = 
 
 
 def _live(table: Table) -> IndexPred | None:
-    """Deleted rows vanish from lists, except where a status filter governs them (deals)."""
+    """Deleted rows vanish from lists, except where a status filter governs them (deals);
+    merged-away rows vanish from every list."""
     if table.entity.deleted_status is not None:
-        return None
+        gone = table.gone
+        return (lambda pos: pos not in gone) if gone else None
     deleted = table.deleted
     return lambda pos: not deleted[pos]
 

@@ -89,7 +89,7 @@ def lead(world: World, rng: random.Random, row: Row, fmt: Fmt) -> dict[str, Any]
     r = rng.random
     labels = world.tables["lead_labels"].ids
     has_person = r() < 0.8
-    return {
+    record = {
         "id": row.id,
         "title": f"{company_name(rng)} lead",
         "owner_id": ref(rng, world, "users"),
@@ -117,6 +117,10 @@ def lead(world: World, rng: random.Random, row: Row, fmt: Fmt) -> dict[str, Any]
         "visible_to": ("1", "3", "5", "7")[int(r() * 4)],
         "cc_email": f"sandbox+lead{row.pos}@pipedrivemail.com",
     }
+    if row.archived:
+        # Real accounts send it on the rows of /leads/archived only (undeclared by the spec).
+        record["archive_time"] = fmt(between(rng, row.add_ts, max(row.add_ts, row.upd_ts)))
+    return record
 
 
 # ---- notes, files, calls, mail -------------------------------------------------------------------
@@ -135,6 +139,8 @@ def note(world: World, rng: random.Random, row: Row, fmt: Fmt) -> dict[str, Any]
         "content": f"<p>{PHRASES[int(r() * len(PHRASES))]}</p>",
         "deal": {"title": f"Deal {deal_id}"},
         "lead_id": uuid_from(rng),
+        # Real accounts summarise the lead like the deal (undeclared by the spec).
+        "lead": {"title": f"{company_name(rng)} lead"},
         "deal_id": deal_id,
         "last_update_user_id": user_id,
         "org_id": org_id,
@@ -182,6 +188,8 @@ def file_record(world: World, rng: random.Random, row: Row, fmt: Fmt) -> dict[st
         "remote_location": "s3",
         "name": name,
         "url": f"https://example.com/files/{row.id}/download",
+        # Real accounts name the file's person too (undeclared by the spec).
+        "people_name": " ".join(person_name(rng)),
     }
 
 
@@ -303,7 +311,12 @@ def goal(world: World, rng: random.Random, row: Row, fmt: Fmt) -> dict[str, Any]
         "assignee": {"id": 1, "type": "company"},
         "interval": ("weekly", "monthly", "quarterly", "yearly")[row.pos % 4],
         "duration": {"start": fmt_date(row.add_ts), "end": fmt_date(row.upd_ts)},
-        "expected_outcome": {"target": 10 * (1 + row.pos), "tracking_metric": "quantity"},
+        "expected_outcome": {
+            "target": 10 * (1 + row.pos),
+            "tracking_metric": "sum" if row.pos % 2 else "quantity",
+            # A sum goal's target is money: real accounts name its currency (undeclared).
+            "currency_id": 1 if row.pos % 2 else None,
+        },
         "is_active": row.pos != 0,
         "report_ids": [],
     }
@@ -321,6 +334,8 @@ def role(world: World, rng: random.Random, row: Row, fmt: Fmt) -> dict[str, Any]
         "assignment_count": "0",
         "sub_role_count": "3" if row.pos == 0 else "0",
         "level": 1 if row.pos == 0 else 2,
+        # Real accounts send it; the spec does not declare it.
+        "description": f"{ROLE_NAMES[row.pos % len(ROLE_NAMES)]} team" if row.pos else None,
     }
 
 

@@ -28,7 +28,7 @@ from singer_sdk.singerlib import RecordMessage
 from tap_pipedrive import schemas
 from tap_pipedrive.auth import PipedriveOAuthAuthenticator
 from tap_pipedrive.conform import Conformer
-from tap_pipedrive.custom_fields import CustomFieldSchema, layout_for
+from tap_pipedrive.custom_fields import CONTAINER, CustomFieldSchema, layout_for
 from tap_pipedrive.endpoints import scope_hint
 from tap_pipedrive.errors import (
     CredentialsRejected,
@@ -39,20 +39,22 @@ from tap_pipedrive.errors import (
 )
 from tap_pipedrive.normalize import (
     CoercionLog,
+    TimestampPaths,
     format_timestamp,
     strip_nul_characters,
-    to_date,
-    to_rfc3339,
 )
 from tap_pipedrive.progress import StreamProgress
 from tap_pipedrive.ratelimit import MAX_RESET_SECONDS, header_number, reset_seconds
 from tap_pipedrive.redact import escape_controls
+from tap_pipedrive.sweeps import RETIRED_VERSION, close_full_read
 from tap_pipedrive.transport import TransportSession, host_of
 
 if t.TYPE_CHECKING:
     from singer_sdk.helpers.types import Context
 
 SCHEMA_SOURCE = SchemaDirectory(schemas)
+# Singer's soft-delete column: a row holding a time here is retired in the target.
+DELETED_AT = "_sdc_deleted_at"
 MAX_PAGE_SIZE = 500
 # Consecutive 429s after which throttling is taken to be the daily budget rather than
 # the 2-second burst window (Pipedrive exposes no header for the daily budget).
@@ -399,6 +401,10 @@ class PipedriveStream(RESTStream[t.Any]):
     # False for helpers that read for the tap, not for the output (custom field
     # definitions, read in the middle of another stream): progress does not follow them.
     writes_records: t.ClassVar[bool] = True
+    # Pipedrive lists the deleted rows too (deals and projects asked for status=deleted).
+    lists_deleted_rows: t.ClassVar[bool] = False
+    # Whether this run reads the stream in full and closes it with ACTIVATE_VERSION.
+    closes_full_read = False
     # The field set ("deal", "person", ...) whose custom fields become typed columns;
     # declaring it is all a stream needs (see custom_fields.py).
     custom_fields_entity: t.ClassVar[str | None] = None
@@ -781,13 +787,18 @@ class PipedriveStream(RESTStream[t.Any]):
         if self._has_deselected_properties:
             pop_deselected_record_properties(record, self.schema, self.mask)
         record = self._conformer(record)
+        version = self._stream_version
+        if version is not None and record.get(DELETED_AT) is not None:
+            # A row Pipedrive lists as deleted: older than any read, so the next
+            # activation retires it (hard_delete removes it).
+            version = RETIRED_VERSION
         for stream_map in self.stream_maps:
             mapped = stream_map.transform(record)
             if mapped is not None:
                 yield RecordMessage(
                     stream=stream_map.stream_alias,
                     record=mapped,
-                    version=self._stream_version,
+                    version=version,
                     time_extracted=utc_now(),
                 )
 
@@ -803,6 +814,23 @@ class PipedriveStream(RESTStream[t.Any]):
     def _has_deselected_properties(self) -> bool:
         return not all(self.mask.values())
 
+    def finalize_state_progress_markers(self, state: dict | None = None) -> None:
+        # Overridden (the SDK calls it once a stream's read, children included, is complete,
+        # and never after a failed one): the moment to close a full read (see sweeps.py).
+        if not state:
+            close_full_read(self, refused=self._read_was_refused())
+        super().finalize_state_progress_markers(state)
+
+    def _read_was_refused(self) -> bool:
+        """Whether Pipedrive refused this stream, or the parent stream its rows hang off."""
+        stream: t.Any = self
+        while stream is not None:
+            if stream.refused:
+                return True
+            parent = stream.parent_stream_type
+            stream = self._tap.streams.get(parent.name) if parent else None
+        return False
+
     def log_sync_costs(self) -> None:
         # Called once per stream at the end of the run: the moment to sum up coercions too.
         super().log_sync_costs()
@@ -810,37 +838,17 @@ class PipedriveStream(RESTStream[t.Any]):
         self._tap.progress.log_summary()  # type: ignore[attr-defined]
 
     @cached_property
-    def _timestamp_fields(self) -> tuple[tuple[str, ...], tuple[str, ...]]:
-        """Top-level properties declared as date-time and as date."""
-        date_times, dates = [], []
-        for name, prop in self.schema.get("properties", {}).items():
-            fmt = prop.get("format")
-            if fmt == "date-time":
-                date_times.append(name)
-            elif fmt == "date":
-                dates.append(name)
-        return tuple(date_times), tuple(dates)
+    def _timestamp_paths(self) -> TimestampPaths:
+        """Properties declared as date-time or date, at any depth (custom fields convert
+        their own values, see custom_fields.py)."""
+        return TimestampPaths(self.schema, skip=frozenset({CONTAINER}))
 
     def post_process(self, row: dict, context: Context | None = None) -> dict | None:
-        date_times, dates = self._timestamp_fields
-        for field in date_times:
-            value = row.get(field)
-            if value is not None:
-                try:
-                    row[field] = to_rfc3339(value)
-                except (ValueError, TypeError, IndexError):
-                    row[field] = None
-                if row[field] is None:
-                    self.coercions.coerced(field, value)
-        for field in dates:
-            value = row.get(field)
-            if value is not None:
-                try:
-                    row[field] = to_date(value)
-                except (ValueError, TypeError, IndexError):
-                    row[field] = None
-                if row[field] is None:
-                    self.coercions.coerced(field, value)
+        self._timestamp_paths.apply(row, self.coercions)
+        if self.lists_deleted_rows and row.get("is_deleted"):
+            # Retired in the target as soon as Pipedrive lists it as deleted, its last
+            # values kept; deleted deals and projects are updated at their deletion.
+            row[DELETED_AT] = row.get("update_time")
         if self.replication_key and self._skip_boundary_duplicate(row, context) is None:
             return None
         if self.custom_fields_entity is not None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import typing as t
 from collections import Counter
 from datetime import date, datetime, timezone
 
@@ -158,6 +159,122 @@ def _without_nul(value: object) -> object:
         changed = any(pairs[key] is not item for key, item in value.items())
         return pairs if changed else value
     return value
+
+
+class TimestampPaths:
+    """Where a schema declares date-times and dates, at any depth, found once per stream.
+
+    Pipedrive writes v1 timestamps (``2020-07-07 10:29:47``) inside nested objects too, such
+    as the person of a deal participant. ``apply`` rewrites every such value in place: RFC
+    3339 UTC for ``date-time``, ``YYYY-MM-DD`` for ``date``, null (counted) for what is no
+    time. It visits only the properties that are timestamps or hold some further down, so a
+    schema without nested timestamps costs no more than its top-level fields.
+    """
+
+    __slots__ = ("date_lists", "date_time_lists", "date_times", "dates", "object_lists", "objects")
+
+    def __init__(self, schema: dict, path: str = "", skip: frozenset[str] = frozenset()) -> None:
+        date_times: list[tuple[str, str]] = []
+        dates: list[tuple[str, str]] = []
+        date_time_lists: list[tuple[str, str]] = []
+        date_lists: list[tuple[str, str]] = []
+        objects: list[tuple[str, TimestampPaths]] = []
+        object_lists: list[tuple[str, TimestampPaths]] = []
+        for name, prop in (schema.get("properties") or {}).items():
+            if name in skip or not isinstance(prop, dict):
+                continue
+            where = f"{path}{name}"
+            fmt = prop.get("format")
+            if fmt == "date-time":
+                date_times.append((name, where))
+            elif fmt == "date":
+                dates.append((name, where))
+            elif "properties" in prop:
+                nested = TimestampPaths(prop, f"{where}.")
+                if nested:
+                    objects.append((name, nested))
+            elif isinstance(prop.get("items"), dict):
+                items = prop["items"]
+                item_format = items.get("format")
+                if item_format == "date-time":
+                    date_time_lists.append((name, f"{where}[]"))
+                elif item_format == "date":
+                    date_lists.append((name, f"{where}[]"))
+                elif "properties" in items:
+                    nested = TimestampPaths(items, f"{where}[].")
+                    if nested:
+                        object_lists.append((name, nested))
+        self.date_times = tuple(date_times)
+        self.dates = tuple(dates)
+        self.date_time_lists = tuple(date_time_lists)
+        self.date_lists = tuple(date_lists)
+        self.objects = tuple(objects)
+        self.object_lists = tuple(object_lists)
+
+    def __bool__(self) -> bool:
+        return bool(
+            self.date_times
+            or self.dates
+            or self.date_time_lists
+            or self.date_lists
+            or self.objects
+            or self.object_lists
+        )
+
+    def apply(self, row: dict, coercions: CoercionLog) -> None:
+        # The two loops every record runs are written out: no call per value.
+        for name, where in self.date_times:
+            value = row.get(name)
+            if value is not None:
+                try:
+                    converted = to_rfc3339(value)
+                except (ValueError, TypeError, IndexError):
+                    converted = None
+                row[name] = converted
+                if converted is None:
+                    coercions.coerced(where, value)
+        for name, where in self.dates:
+            value = row.get(name)
+            if value is not None:
+                try:
+                    converted = to_date(value)
+                except (ValueError, TypeError, IndexError):
+                    converted = None
+                row[name] = converted
+                if converted is None:
+                    coercions.coerced(where, value)
+        for name, where in self.date_time_lists:
+            values = row.get(name)
+            if values.__class__ is list:
+                row[name] = [_converted(to_rfc3339, v, where, coercions) for v in values]
+        for name, where in self.date_lists:
+            values = row.get(name)
+            if values.__class__ is list:
+                row[name] = [_converted(to_date, v, where, coercions) for v in values]
+        for name, nested in self.objects:
+            value = row.get(name)
+            if value.__class__ is dict:
+                nested.apply(value, coercions)
+        for name, nested in self.object_lists:
+            values = row.get(name)
+            if values.__class__ is list:
+                for item in values:
+                    if item.__class__ is dict:
+                        nested.apply(item, coercions)
+
+
+def _converted(
+    convert: t.Callable[[object], str | None], value: object, where: str, coercions: CoercionLog
+) -> str | None:
+    if value is None:
+        return None
+    try:
+        result = convert(value)
+    except (ValueError, TypeError, IndexError):
+        result = None
+    if result is None:
+        coercions.coerced(where, value)
+    return result
 
 
 def format_timestamp(moment: datetime) -> str:

@@ -9,7 +9,7 @@ import os
 import signal
 import sys
 import typing as t
-from datetime import datetime
+from datetime import datetime, timezone
 from functools import cached_property
 from pathlib import Path
 
@@ -43,6 +43,7 @@ from tap_pipedrive.ratelimit import RateLimiter
 from tap_pipedrive.redact import SecretRedactor
 from tap_pipedrive.streams import STREAM_TYPES
 from tap_pipedrive.streams.custom_fields import read_field_definitions
+from tap_pipedrive.sweeps import DEFAULT_SWEEP_INTERVAL_DAYS, plan_full_reads
 from tap_pipedrive.transport import check_api_domain, check_url
 
 if t.TYPE_CHECKING:
@@ -230,6 +231,24 @@ CONFIG_SCHEMA = th.PropertiesList(
         "thousands of them (docs/logging.md).",
     ),
     th.Property(
+        "sweep_interval_days",
+        th.IntegerType(minimum=1),
+        default=DEFAULT_SWEEP_INTERVAL_DAYS,
+        title="Days between sweeps",
+        description="Incremental streams are read in full this often (a sweep), closed by "
+        "ACTIVATE_VERSION so the target retires deleted and merged-away rows and removed "
+        "children. Runs in between stay incremental. Streams without a bookmark are read in "
+        "full, and close that way, on every run.",
+    ),
+    th.Property(
+        "sweep_now",
+        th.BooleanType,
+        default=False,
+        title="Sweep on this run",
+        description="Sweep every selected incremental stream on this run, whatever the "
+        "days since the last sweep.",
+    ),
+    th.Property(
         "custom_field_naming",
         th.StringType,
         default="name",
@@ -397,6 +416,16 @@ class TapPipedrive(Tap):
         super()._set_compatible_replication_methods()
         # Shared objects are built here, before any background thread could race to.
         _ = (self.rate_limiter, self.authenticator)
+        # Before pages are fetched ahead: a sweep reads from the start, not the bookmark.
+        plan_full_reads(
+            self.streams.values(),
+            now=datetime.now(timezone.utc),
+            interval_days=int(
+                self.config.get("sweep_interval_days") or DEFAULT_SWEEP_INTERVAL_DAYS
+            ),
+            force=bool(self.config.get("sweep_now")),
+            logger=self.logger,
+        )
         self.progress.begin()
         self.prefetcher.begin_sync(self)
 

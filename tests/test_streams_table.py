@@ -27,15 +27,21 @@ def test_table_has_one_row_per_stream_with_cost_and_scope():
     rows = [line for line in load_tool().render().splitlines() if line.startswith("| `")]
     assert [row.split("`")[1] for row in rows] == [stream.name for stream in STREAM_TYPES]
     by_name = {row.split("`")[1]: row.split(" | ") for row in rows}
-    assert by_name["deal_products"][5].startswith("10 per 100 deals")
+    assert by_name["deal_products"][6].startswith("10 per 100 deals")
     assert "`deal_ids`" in by_name["deal_products"][1]
-    assert by_name["deal_flow"][5].startswith("40 per deal")
-    assert by_name["files"][5].startswith("20 per 100 rows")
-    assert by_name["call_logs"][5].startswith("20 per 50 rows")
-    assert "`phone-integration`" in by_name["call_logs"][4]
+    assert by_name["deal_flow"][6].startswith("40 per deal")
+    assert by_name["files"][6].startswith("20 per 100 rows")
+    assert by_name["call_logs"][6].startswith("20 per 50 rows")
+    assert "`phone-integration`" in by_name["call_logs"][5]
     assert "`deal_id`, `user_id`" in by_name["deal_followers"][2]
     assert "incremental on `deal_update_time`" in by_name["deal_followers"][3]
-    assert by_name["leads"][5].startswith("20 / 40")
+    assert by_name["leads"][6].startswith("20 / 40")
+    # How deletes are captured, and how soon.
+    assert by_name["persons"][4] == "deleted or merged away: next sweep"
+    assert by_name["notes"][4] == "deleted: next sweep"
+    assert by_name["deal_followers"][4].startswith("next sweep: rows of deleted parents")
+    assert by_name["phases"][4] == by_name["filters"][4] == "next run"
+    assert by_name["deals"][4].startswith("deleted: next run")
     assert "include_mail_messages" in by_name["mail_messages"][0]
 
 

@@ -66,6 +66,11 @@ class StreamSpec:
     shape_paths: tuple[str, ...] = ()
 
 
+# Singer's soft-delete column, set by the tap on the rows a list returns as deleted (deals and
+# projects asked for status=deleted): targets retire those rows.
+_RETIRED: dict[str, JsonSchema] = {"_sdc_deleted_at": _TIMESTAMP}
+
+
 def _parent_time(parent: str) -> dict[str, JsonSchema]:
     """The parent's update_time, which child streams carry as their replication key.
 
@@ -107,7 +112,7 @@ FOUNDATION_STREAMS: tuple[StreamSpec, ...] = (
         ("/deals", "/deals/archived"),
         ("id",),
         # Archived deals come from their own endpoint but land in the same stream.
-        {"is_archived": {"type": "boolean"}},
+        {"is_archived": {"type": "boolean"}, **_RETIRED},
     ),
     StreamSpec("persons", "v2", ("/persons",), ("id",)),
     StreamSpec("organizations", "v2", ("/organizations",), ("id",)),
@@ -234,7 +239,7 @@ COVERAGE_STREAMS: tuple[StreamSpec, ...] = (
         ("/projects", "/projects/archived"),
         ("id",),
         # Archived projects come from their own endpoint but land in the same stream.
-        {"is_archived": {"type": "boolean"}},
+        {"is_archived": {"type": "boolean"}, **_RETIRED},
     ),
     StreamSpec("tasks", "v2", ("/tasks",), ("id",)),
     StreamSpec("boards", "v2", ("/boards",), ("id",)),
@@ -280,6 +285,23 @@ OVERRIDES: dict[str, dict[str, JsonSchema]] = {
             },
         },
     },
+}
+
+# Properties real accounts send that the spec does not declare (seen in recordings of real
+# accounts), keyed by stream, then by dotted property path (non-null form). Without them the
+# tap would drop the values with a warning. A path the spec starts declaring is an error here,
+# so the table shrinks as the spec catches up.
+UNDECLARED_PROPERTIES: dict[str, dict[str, JsonSchema]] = {
+    # is_admin comes as 0/1; the tap coerces it like every other flag.
+    "users": {"is_admin": {"type": "boolean"}, "signup_flow_variation": _STRING},
+    "roles": {"description": _STRING},
+    # Without it a `sum` goal's target has no currency.
+    "goals": {"expected_outcome.currency_id": _INTEGER},
+    # Only on the rows of /leads/archived: when the lead was archived.
+    "leads": {"archive_time": _TIMESTAMP},
+    # The lead a note is attached to, summarised like the note's `deal`.
+    "notes": {"lead": {"type": "object", "properties": {"title": _STRING}}},
+    "files": {"people_name": _STRING},
 }
 
 # Spec properties that never leave the tap: they hold secrets of the Pipedrive account.
@@ -677,6 +699,8 @@ def stream_schema(specs: Mapping[str, Mapping[str, Any]], stream: StreamSpec) ->
         properties.setdefault(name, _nullable(schema))
     for dotted, replacement in OVERRIDES.get(stream.name, {}).items():
         _replace(properties, dotted.split("."), _nullable(replacement), stream.name)
+    for dotted, addition in UNDECLARED_PROPERTIES.get(stream.name, {}).items():
+        _add_undeclared(properties, dotted.split("."), _nullable(addition), stream.name)
     for key in stream.primary_keys:
         if key not in properties:
             raise SystemExit(f"{stream.name}: primary key {key!r} is not a property")
@@ -713,6 +737,24 @@ def _replace(
     while "items" in target:
         target = target["items"]
     _replace(target["properties"], rest, new, stream)
+
+
+def _add_undeclared(
+    properties: dict[str, JsonSchema], parts: list[str], new: JsonSchema, stream: str
+) -> None:
+    head, *rest = parts
+    if not rest:
+        if head in properties:
+            dotted = ".".join(parts)
+            raise SystemExit(f"{stream}: {dotted!r} is declared now; drop it from the table")
+        properties[head] = new
+        return
+    if head not in properties:
+        raise SystemExit(f"{stream}: no object {head!r} to add {'.'.join(rest)!r} to")
+    target = properties[head]
+    while "items" in target:
+        target = target["items"]
+    _add_undeclared(target.setdefault("properties", {}), rest, new, stream)
 
 
 # --------------------------------------------------------------------------------------------

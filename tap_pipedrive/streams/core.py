@@ -37,6 +37,7 @@ class DealsStream(ArchivableMixin, IncrementalV2Stream):
     archived_path = "/deals/archived"
     # Without an explicit status Pipedrive hides deals deleted in the last 30 days.
     extra_params: t.ClassVar[dict[str, str]] = {"status": "open,won,lost,deleted"}
+    lists_deleted_rows = True
     include_fields = (
         *_ACTIVITY_LINKS,
         "first_won_time",

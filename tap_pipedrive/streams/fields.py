@@ -10,7 +10,6 @@ import typing as t
 
 from tap_pipedrive.client import PipedriveStream, V1Stream
 from tap_pipedrive.errors import CredentialsRejected, DailyBudgetExhausted, PipedriveAPIError
-from tap_pipedrive.normalize import to_rfc3339
 
 if t.TYPE_CHECKING:
     from singer_sdk.helpers.types import Context
@@ -61,13 +60,6 @@ def _option(option: t.Any) -> t.Any:
     option = dict(option)
     if option.get("id") is not None and not isinstance(option["id"], str):
         option["id"] = str(option["id"])
-    for name in ("add_time", "update_time"):
-        value = option.get(name)
-        if value is not None:
-            try:
-                option[name] = to_rfc3339(value)
-            except (ValueError, TypeError, IndexError):
-                option[name] = None
     return option
 
 

@@ -21,6 +21,7 @@ class ProjectsStream(ArchivableMixin, PipedriveStream):
     custom_fields_entity = "project"
     # Without an explicit status Pipedrive hides deleted projects.
     extra_params: t.ClassVar[dict[str, str]] = {"status": "open,completed,canceled,deleted"}
+    lists_deleted_rows = True
     # One state entry for the stream, not one per list (there are no bookmarks).
     state_partitioning_keys: t.ClassVar[tuple[str, ...]] = ()
 
