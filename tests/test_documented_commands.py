@@ -89,6 +89,11 @@ ELSEWHERE = {
         "tests/test_faults.py",
         "as `python -m tests.fault_matrix`",
     ),
+    "TAP_PIPEDRIVE_SWEEP_NOW=true meltano run tap-pipedrive target-postgres": (
+        "tests/test_e2e_postgres.py",
+        "the sweep of test_meltano_into_postgres_retires_deletes_merges_and_removed_children "
+        "runs it with a --state-id-suffix per database, against PostgreSQL",
+    ),
     **{
         command: (
             "tests/test_oauth_companies_meltano.py",
