@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from tap_pipedrive.token_store import default_store_path
-from tests.support.docs import CommandRunner, browser_stand_in, fenced_commands
+from tests.support.docs import CommandRunner, browser_stand_in, fenced_commands, without_comment
 from tests.support.meltano import REPO_ROOT, MeltanoProject
 from tests.support.oauth import SecretLedger, free_port, stored_entry, written_secrets
 
@@ -69,6 +69,12 @@ def test_inherited_extractors_log_in_and_run_each_for_their_own_company(
         }
     )
     runner = CommandRunner(project, env)
+
+    # Before any login the tap stops with one line naming the login that works for this
+    # extractor: the documented one, run next.
+    before_login = runner.run("meltano invoke tap-pipedrive--acme --discover", check=False)
+    assert before_login.returncode != 0
+    assert f"`{without_comment(DOCUMENTED[0])}`" in before_login.stderr, before_login.stderr[-2000:]
 
     for login, (extractor, domain) in zip(DOCUMENTED[:2], COMPANIES.items(), strict=True):
         # The user picks the company on the consent page, as each comment says.
