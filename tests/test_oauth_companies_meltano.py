@@ -1,4 +1,4 @@
-"""Under Meltano, one inherited extractor per company: the commands README.md and docs/oauth.md show.
+"""Under Meltano, one inherited extractor per company, as README.md and docs/oauth.md show.
 
 The project here is a copy of this one with two inherited extractors added (the
 snippet of the docs); it reuses the installed plugin environments, so nothing is

@@ -1,11 +1,11 @@
 """The commands the README and docs/*.md show, read from their Markdown, and a runner for them.
 
-A *documented command* is a command line of a fenced ``bash`` block (also one indented
-inside a list item; a heredoc and its
-body count as one command; ``\\`` continues a line), or the command part of a
-``crontab`` line. Tests run them verbatim, except for the explicit substitutions a test
-passes to :class:`CommandRunner` (a placeholder such as ``<client-id>``, a URL that
-needs the internet), so a command that breaks in the docs breaks a test.
+A *documented command* is a command line of a fenced ``bash`` block, indented inside a
+list item or not (a heredoc and its body count as one command; ``\\`` continues a
+line), or the command part of a ``crontab`` line. Tests run them verbatim, except for
+the explicit substitutions a test passes to :class:`CommandRunner` (a placeholder such
+as ``<client-id>``, a URL that needs the internet), so a command that breaks in the
+docs breaks a test.
 """
 
 from __future__ import annotations
