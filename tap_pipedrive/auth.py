@@ -20,7 +20,12 @@ from singer_sdk.authenticators import (
     OAuthAuthenticator,
 )
 
-from tap_pipedrive.errors import ConfigError, PipedriveError, ReauthorizationRequired
+from tap_pipedrive.errors import (
+    ConfigError,
+    PipedriveError,
+    ReauthorizationRequired,
+    login_command,
+)
 from tap_pipedrive.identity import same_company
 from tap_pipedrive.redact import SecretRedactor
 from tap_pipedrive.transport import RedirectRefused, TransportSession, host_of
@@ -411,9 +416,8 @@ def _no_refresh_token_message(config: Mapping[str, t.Any]) -> str:
     company = f" for {str(config['api_domain'])[:80]}" if config.get("api_domain") else ""
     return (
         "OAuth is configured without a refresh_token and the token store "
-        f"{store_path_from_config(config)} holds none{company}: run `tap-pipedrive --login` (or "
-        "`meltano invoke tap-pipedrive:login`) to authorize, set refresh_token, or set "
-        "oauth_mode to get_and_refresh"
+        f"{store_path_from_config(config)} holds none{company}: run {login_command()} "
+        "to authorize, set refresh_token, or set oauth_mode to get_and_refresh"
     )
 
 

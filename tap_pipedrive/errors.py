@@ -2,7 +2,25 @@
 
 from __future__ import annotations
 
+import os
+import re
+
 from singer_sdk.exceptions import FatalAPIError
+
+_PLUGIN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,79}")
+
+
+def login_command() -> str:
+    """The login commands that work where the tap runs, for messages that ask for a login.
+
+    Under Meltano they name the extractor that runs (an inherited one per company has its
+    own token store), and the login gets an argument: invoked without any, Meltano runs a
+    catalog discovery first, which cannot work before the first login.
+    """
+    extractor = os.environ.get("MELTANO_EXTRACTOR_NAME", "")
+    if not (os.environ.get("MELTANO_PROJECT_ROOT") and _PLUGIN_NAME.fullmatch(extractor)):
+        extractor = "tap-pipedrive"
+    return f"`tap-pipedrive --login` (or `meltano invoke {extractor}:login --login-timeout 300`)"
 
 
 class PipedriveError(Exception):
@@ -21,8 +39,7 @@ class ReauthorizationRequired(PipedriveError):
     def __init__(self, reason: str) -> None:
         super().__init__(
             f"Pipedrive refused the OAuth refresh token ({reason}). "
-            "Run `tap-pipedrive --login` (or `meltano invoke tap-pipedrive:login`) "
-            "to authorize again."
+            f"Run {login_command()} to authorize again."
         )
 
 

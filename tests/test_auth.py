@@ -157,5 +157,26 @@ def test_token_set_repr_hides_tokens():
     assert "secret" not in repr(tokens)
 
 
-def test_reauthorization_message_names_the_command():
-    assert "tap-pipedrive --login" in str(ReauthorizationRequired("invalid_grant"))
+def test_reauthorization_message_names_the_command(monkeypatch):
+    message = str(ReauthorizationRequired("invalid_grant"))
+    assert "`tap-pipedrive --login`" in message
+    # With an argument: invoked without any, Meltano runs a discovery before the login.
+    assert "`meltano invoke tap-pipedrive:login --login-timeout 300`" in message
+    # Under Meltano, the extractor that runs, which may be one inherited per company.
+    monkeypatch.setenv("MELTANO_PROJECT_ROOT", "/srv/project")
+    monkeypatch.setenv("MELTANO_EXTRACTOR_NAME", "tap-pipedrive--acme")
+    message = str(ReauthorizationRequired("invalid_grant"))
+    assert "`meltano invoke tap-pipedrive--acme:login --login-timeout 300`" in message
+    monkeypatch.setenv("MELTANO_EXTRACTOR_NAME", "name with `backticks` and spaces")
+    message = str(ReauthorizationRequired("invalid_grant"))
+    assert "`meltano invoke tap-pipedrive:login --login-timeout 300`" in message
+
+
+def test_no_refresh_token_message_names_a_login_that_works(monkeypatch, tmp_path):
+    monkeypatch.setenv("MELTANO_PROJECT_ROOT", str(tmp_path))
+    monkeypatch.setenv("MELTANO_EXTRACTOR_NAME", "tap-pipedrive--globex")
+    with pytest.raises(ConfigError) as caught:
+        TapPipedrive(config={"client_id": "an-app", "client_secret": "its-secret"})
+    message = str(caught.value)
+    assert "`meltano invoke tap-pipedrive--globex:login --login-timeout 300`" in message
+    assert "\n" not in message

@@ -5,7 +5,8 @@ explicit substitutions next to each run:
 
 * docs/meltano-project.md, whole: tests/test_walkthrough.py (README and docs/oauth.md
   repeat some of its commands word for word, which that run covers);
-* the CLI login and JSON-helper commands of README.md and docs/oauth.md: this file;
+* the CLI login, JSON-helper and several-companies commands of README.md and
+  docs/oauth.md: this file;
 * the rest: ELSEWHERE names the test or CI step that runs each, and why not here.
 
 Inline commands in the prose (`meltano config set ...`, `tap-pipedrive --login ...`)
@@ -25,6 +26,7 @@ from pathlib import Path
 
 import pytest
 
+from tap_pipedrive.token_store import default_store_path
 from tests.support.docs import (
     DOCUMENTS,
     CommandRunner,
@@ -35,7 +37,7 @@ from tests.support.docs import (
     without_comment,
 )
 from tests.support.meltano import clean_environment
-from tests.support.oauth import consent, free_port
+from tests.support.oauth import catalog_for, consent, free_port, stored_entry
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 WALKTHROUGH = "docs/meltano-project.md"
@@ -46,9 +48,16 @@ CLI_COMMANDS = (
     """cat > config.json <<'EOF'\n{"client_id": "…", "client_secret": "…"}\nEOF""",
     "tap-pipedrive --login --config config.json",
     "tap-pipedrive --login --no-browser --config config.json",
+    "tap-pipedrive --login --no-browser --client-secret - --config config.json",
     'tap-pipedrive --config config.json --oauth-authorization-url --oauth-state "$STATE"',
     'tap-pipedrive --config config.json --oauth-exchange-code "$REDIRECT_URL" --oauth-state "$STATE"',
     "tap-pipedrive --config config.json --oauth-refresh",
+)
+# Run by test_several_companies_without_meltano_as_documented below, in this order.
+COMPANY_COMMANDS = (
+    "tap-pipedrive --login --config acme.json      # choose Acme on the consent page",
+    "tap-pipedrive --login --config globex.json    # the same app; choose Globex",
+    "tap-pipedrive --config acme.json --catalog catalog.json",
 )
 # Fenced commands that another test or CI runs: (the file that runs them, how).
 ELSEWHERE = {
@@ -80,6 +89,23 @@ ELSEWHERE = {
         "tests/test_faults.py",
         "as `python -m tests.fault_matrix`",
     ),
+    "TAP_PIPEDRIVE_SWEEP_NOW=true meltano run tap-pipedrive target-postgres": (
+        "tests/test_e2e_postgres.py",
+        "the sweep of test_meltano_into_postgres_retires_deletes_merges_and_removed_children "
+        "runs it with a --state-id-suffix per database, against PostgreSQL",
+    ),
+    **{
+        command: (
+            "tests/test_oauth_companies_meltano.py",
+            "logs in and runs both inherited extractors of a copy of this project "
+            "(a Meltano run is slow: one project serves the whole section)",
+        )
+        for command in (
+            "meltano invoke tap-pipedrive--acme:login --login-timeout 300",
+            "meltano invoke tap-pipedrive--globex:login --login-timeout 300",
+            "meltano run tap-pipedrive--acme target-sqlite",
+        )
+    },
 }
 
 
@@ -95,10 +121,11 @@ def walkthrough_commands() -> set[str]:
 
 
 def test_every_fenced_command_is_run_by_a_test():
-    covered = walkthrough_commands() | {without_comment(c) for c in CLI_COMMANDS} | set(ELSEWHERE)
+    run_here = {without_comment(c) for c in (*CLI_COMMANDS, *COMPANY_COMMANDS)}
+    covered = walkthrough_commands() | run_here | set(ELSEWHERE)
     untested = {command: docs for command, docs in documented().items() if command not in covered}
     assert not untested, f"documented commands no test runs: {untested}"
-    stale = ({without_comment(c) for c in CLI_COMMANDS} | set(ELSEWHERE)) - set(documented())
+    stale = (run_here | set(ELSEWHERE)) - set(documented())
     assert not stale, f"tested commands no document shows any more: {stale}"
 
 
@@ -188,7 +215,11 @@ def test_cli_login_and_json_helpers_as_documented(sandbox, tmp_path):
     del env["MELTANO_PROJECT_ROOT"]
 
     def paste_redirect(command: str, process: subprocess.Popen[str]) -> tuple[str, str]:
-        assert process.stdout is not None
+        assert process.stdin is not None and process.stdout is not None
+        if "--client-secret -" in command:
+            # The secret comes first, on its own line; the redirect follows on the next.
+            process.stdin.write(sandbox.client_secret + "\n")
+            process.stdin.flush()
         url = process.stdout.readline().strip()
         assert url.startswith(f"{sandbox.url}/oauth/authorize?"), (command, url)
         return process.communicate(consent(url) + "\n", timeout=120)
@@ -207,22 +238,81 @@ def test_cli_login_and_json_helpers_as_documented(sandbox, tmp_path):
     runner.run(CLI_COMMANDS[0])
     assert json.loads(config.read_text())["client_id"] == sandbox.client_id
 
-    for login in CLI_COMMANDS[1:3]:
+    for login in CLI_COMMANDS[1:4]:
+        if "--client-secret -" in login:
+            # The secret only on stdin: the login cannot succeed without reading it there.
+            without_secret = json.loads(config.read_text())
+            del without_secret["client_secret"]
+            config.write_text(json.dumps(without_secret))
         before = len(sandbox.oauth.refresh_tokens)
         result = runner.run(login)
         saved = json.loads(config.read_text())
         assert saved["refresh_token"] in sandbox.oauth.refresh_tokens, result.stderr
         assert len(sandbox.oauth.refresh_tokens) == before + 1
         assert saved["refresh_token"] not in result.stdout + result.stderr
+        assert saved["client_secret"] == sandbox.client_secret, login
+        assert sandbox.client_secret not in result.stdout + result.stderr, login
 
-    authorization = json.loads(runner.run(CLI_COMMANDS[3]).stdout)
+    authorization = json.loads(runner.run(CLI_COMMANDS[4]).stdout)
     assert authorization["state"] == state
     runner.env["REDIRECT_URL"] = consent(authorization["authorization_url"])
-    exchanged = json.loads(runner.run(CLI_COMMANDS[4]).stdout)
+    exchanged = json.loads(runner.run(CLI_COMMANDS[5]).stdout)
     assert exchanged["config_file"] == str(config)
     assert "access_token" not in exchanged
-    refreshed = json.loads(runner.run(CLI_COMMANDS[5]).stdout)
+    refreshed = json.loads(runner.run(CLI_COMMANDS[6]).stdout)
     assert refreshed["refreshed"] is True
+
+
+def test_several_companies_without_meltano_as_documented(sandbox, tmp_path):
+    # Two companies besides the sandbox's default one, which the consent page offers
+    # first: a login that does not pick its company ends up with the wrong one.
+    companies = {
+        "acme.json": sandbox.add_company("acme"),
+        "globex.json": sandbox.add_company("globex"),
+    }
+    callback_port = free_port()
+    app = {
+        "client_id": sandbox.client_id,
+        "client_secret": sandbox.client_secret,
+        # Where the sandbox's token endpoint is, and a free callback port instead of 33333.
+        # No api_url: each config reads the API of the company its login chose.
+        "oauth_url": sandbox.url,
+        "redirect_uri": f"http://localhost:{callback_port}",
+    }
+    for name in companies:
+        (tmp_path / name).write_text(json.dumps(app))
+    (tmp_path / "catalog.json").write_text(json.dumps(catalog_for(sandbox, {"webhooks"})))
+    env = clean_environment({"PATH": os.pathsep.join([str(BIN_DIR), os.environ.get("PATH", "")])})
+    del env["MELTANO_PROJECT_ROOT"]
+    runner = CommandRunner(tmp_path, env)
+    documented_now = documented()
+    for command in COMPANY_COMMANDS:
+        assert without_comment(command) in documented_now, command
+
+    for login, (name, company) in zip(COMPANY_COMMANDS[:2], companies.items(), strict=True):
+        # The user picks the company on the consent page, as each comment says.
+        runner.env["BROWSER"] = browser_stand_in(tmp_path, company.company.domain)
+        runner.run(login)
+        assert json.loads((tmp_path / name).read_text())["api_domain"] == company.url, login
+    # One store for the app (keyed by client id), one entry per company.
+    store = default_store_path(sandbox.client_id)
+    for company in companies.values():
+        stored_entry(store, company.url)
+
+    def synced_companies(command: str) -> list[int]:
+        messages = [json.loads(line) for line in runner.run(command).stdout.splitlines()]
+        return [
+            message["record"]["company_id"]
+            for message in messages
+            if message["type"] == "RECORD" and message["stream"] == "webhooks"
+        ]
+
+    acme, globex = companies.values()
+    assert synced_companies(COMPANY_COMMANDS[2]) == [acme.company.id] * 3
+    # The same for the other file: Globex's records, with Acme's tokens untouched.
+    other = COMPANY_COMMANDS[2].replace("acme.json", "globex.json")
+    assert synced_companies(other) == [globex.company.id] * 3
+    assert sandbox.company.id not in (acme.company.id, globex.company.id)
 
 
 def test_help_says_what_the_tap_does_and_its_examples_parse(tmp_path):

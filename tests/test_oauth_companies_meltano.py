@@ -1,4 +1,4 @@
-"""Under Meltano, one inherited extractor per company: the commands docs/oauth.md shows.
+"""Under Meltano, one inherited extractor per company, as README.md and docs/oauth.md show.
 
 The project here is a copy of this one with two inherited extractors added (the
 snippet of the docs); it reuses the installed plugin environments, so nothing is
@@ -7,18 +7,26 @@ installed again.
 
 from __future__ import annotations
 
+import os
 import sqlite3
-import subprocess
 from pathlib import Path
 
 import pytest
 import yaml
 
 from tap_pipedrive.token_store import default_store_path
+from tests.support.docs import CommandRunner, browser_stand_in, fenced_commands, without_comment
 from tests.support.meltano import REPO_ROOT, MeltanoProject
-from tests.support.oauth import SecretLedger, consent, free_port, written_secrets
+from tests.support.oauth import SecretLedger, free_port, stored_entry, written_secrets
 
-COMPANIES = {"tap-pipedrive--acme": "sandbox-company", "tap-pipedrive--globex": "globex"}
+# The commands README.md and docs/oauth.md show, run here as written.
+DOCUMENTED = (
+    "meltano invoke tap-pipedrive--acme:login --login-timeout 300      # choose Acme",
+    "meltano invoke tap-pipedrive--globex:login --login-timeout 300    # choose Globex",
+    "meltano run tap-pipedrive--acme target-sqlite",
+)
+# Extractor -> the company its login picks on the consent page.
+COMPANIES = {"tap-pipedrive--acme": "acme", "tap-pipedrive--globex": "globex"}
 
 
 @pytest.fixture
@@ -39,12 +47,20 @@ def project(meltano: MeltanoProject, tmp_path: Path) -> Path:
     return root
 
 
-def test_inherited_extractors_log_in_and_run_each_for_their_own_company(meltano, project, sandbox):
-    globex = sandbox.add_company("globex")
+def test_inherited_extractors_log_in_and_run_each_for_their_own_company(
+    meltano, project, sandbox, tmp_path
+):
+    # Two companies besides the sandbox's default one, which the consent page offers
+    # first: a login that does not pick its company ends up with the wrong one.
+    servers = {extractor: sandbox.add_company(domain) for extractor, domain in COMPANIES.items()}
+    shown = fenced_commands()
+    for command in DOCUMENTED:
+        assert shown.get(command) == ["README.md", "docs/oauth.md"], command
     ledger = SecretLedger(sandbox.client_secret)
     env = meltano.environment(
         {
             "MELTANO_PROJECT_ROOT": str(project),
+            "PATH": os.pathsep.join([str(meltano.executable.parent), os.environ["PATH"]]),
             # client_id and client_secret are set once, on tap-pipedrive; both inherit them.
             "TAP_PIPEDRIVE_CLIENT_ID": sandbox.client_id,
             "TAP_PIPEDRIVE_CLIENT_SECRET": sandbox.client_secret,
@@ -52,57 +68,42 @@ def test_inherited_extractors_log_in_and_run_each_for_their_own_company(meltano,
             "TAP_PIPEDRIVE_REDIRECT_URI": f"http://localhost:{free_port()}/callback",
         }
     )
-    outputs: list[str] = []
+    runner = CommandRunner(project, env)
 
-    def meltano_command(*args: str, stdin: str | None = None) -> None:
-        result = subprocess.run(
-            [str(meltano.executable), *args],
-            input=stdin,
-            capture_output=True,
-            text=True,
-            env=env,
-            cwd=project,
-            timeout=600,
-            check=False,
-        )
-        outputs.extend([result.stdout, result.stderr])
-        assert result.returncode == 0, result.stderr[-3000:]
+    # Before any login the tap stops with one line naming the login that works for this
+    # extractor: the documented one, run next.
+    before_login = runner.run("meltano invoke tap-pipedrive--acme --discover", check=False)
+    assert before_login.returncode != 0
+    assert f"`{without_comment(DOCUMENTED[0])}`" in before_login.stderr, before_login.stderr[-2000:]
 
-    for extractor, company in COMPANIES.items():
-        with subprocess.Popen(
-            [str(meltano.executable), "invoke", f"{extractor}:login", "--no-browser"],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env=env,
-            cwd=project,
-        ) as login:
-            assert login.stdout is not None
-            url = login.stdout.readline().strip()
-            out, err = login.communicate(consent(url, "allow", company) + "\n", timeout=300)
-        outputs.extend([url, out, err])
-        assert login.returncode == 0, err[-3000:]
+    for login, (extractor, domain) in zip(DOCUMENTED[:2], COMPANIES.items(), strict=True):
+        # The user picks the company on the consent page, as each comment says.
+        runner.env["BROWSER"] = browser_stand_in(tmp_path, domain)
+        assert f"{extractor}:login" in login
+        runner.run(login)
 
-    expected = {
-        "tap-pipedrive--acme": sandbox.company.id,
-        "tap-pipedrive--globex": globex.company.id,
+    # The documented run for Acme, then the same for Globex.
+    runs = {
+        "tap-pipedrive--acme": DOCUMENTED[2],
+        "tap-pipedrive--globex": DOCUMENTED[2].replace("--acme", "--globex"),
     }
-    for extractor, company_id in expected.items():
+    for extractor, command in runs.items():
         database = project / "output" / f"{extractor}.db"
-        env["TARGET_SQLITE_DATABASE"] = str(database)
-        meltano_command("run", extractor, "target-sqlite")
+        runner.env["TARGET_SQLITE_DATABASE"] = str(database)
+        runner.run(command)
         with sqlite3.connect(database) as connection:
             rows = connection.execute("SELECT DISTINCT company_id FROM webhooks").fetchall()
-        assert rows == [(company_id,)], extractor
+        assert rows == [(servers[extractor].company.id,)], extractor
+    assert sandbox.company.id not in {server.company.id for server in servers.values()}
     # Each extractor keeps its own store file, holding its own company only.
-    stores = [
-        default_store_path(
+    stores = {
+        extractor: default_store_path(
             sandbox.client_id,
             {"MELTANO_PROJECT_ROOT": str(project), "MELTANO_EXTRACTOR_NAME": extractor},
         )
         for extractor in COMPANIES
-    ]
-    assert [store.exists() for store in stores] == [True, True]
-    ledger.add(*written_secrets(stores))
-    ledger.assert_absent(*outputs)
+    }
+    for extractor, store in stores.items():
+        assert stored_entry(store)["api_domain"] == servers[extractor].url, extractor
+    ledger.add(*written_secrets(stores.values()))
+    ledger.assert_absent(*(text for r in runner.results for text in (r.stdout, r.stderr)))

@@ -1,10 +1,11 @@
 """The commands the README and docs/*.md show, read from their Markdown, and a runner for them.
 
-A *documented command* is a command line of a fenced ``bash`` block (a heredoc and its
-body count as one command; ``\\`` continues a line), or the command part of a
-``crontab`` line. Tests run them verbatim, except for the explicit substitutions a test
-passes to :class:`CommandRunner` (a placeholder such as ``<client-id>``, a URL that
-needs the internet), so a command that breaks in the docs breaks a test.
+A *documented command* is a command line of a fenced ``bash`` block, indented inside a
+list item or not (a heredoc and its body count as one command; ``\\`` continues a
+line), or the command part of a ``crontab`` line. Tests run them verbatim, except for
+the explicit substitutions a test passes to :class:`CommandRunner` (a placeholder such
+as ``<client-id>``, a URL that needs the internet), so a command that breaks in the
+docs breaks a test.
 """
 
 from __future__ import annotations
@@ -73,12 +74,17 @@ def blocks(document: str) -> list[Block]:
     index = 0
     while index < len(lines):
         line = lines[index]
-        if line.startswith("```") and line[3:].strip():
-            fence = line[3:].strip()
+        # A fence may be indented, inside a list item; its body carries the same indent.
+        indent = len(line) - len(line.lstrip(" "))
+        if line[indent:].startswith("```") and line[indent + 3 :].strip():
+            fence = line[indent + 3 :].strip()
             end = index + 1
-            while not lines[end].startswith("```"):
+            while not lines[end].lstrip(" ").startswith("```"):
                 end += 1
-            body = lines[index + 1 : end]
+            body = [
+                text[indent:] if text[:indent].isspace() else text
+                for text in lines[index + 1 : end]
+            ]
             previous = next((lines[i] for i in range(index - 1, -1, -1) if lines[i].strip()), "")
             marker = MARKER.fullmatch(previous.strip())
             tag = marker.group("tag") if marker else ""
@@ -112,7 +118,7 @@ def inline_commands(documents: Sequence[str] = DOCUMENTS) -> dict[str, list[str]
     where: dict[str, list[str]] = {}
     for document in documents:
         text = (REPO_ROOT / document).read_text(encoding="utf-8")
-        prose = re.sub(r"^```.*?^```", "", text, flags=re.S | re.M).replace("\n", " ")
+        prose = re.sub(r"^ *```.*?^ *```", "", text, flags=re.S | re.M).replace("\n", " ")
         for match in re.finditer(r"`([^`]+)`", prose):
             span = " ".join(match.group(1).split())
             if span.startswith(COMMAND_WORDS):
@@ -254,13 +260,17 @@ class CommandRunner:
                 process.stdout.close()
 
 
-def browser_stand_in(directory: Path) -> str:
+def browser_stand_in(directory: Path, company: str | None = None) -> str:
     """A ``BROWSER`` executable that consents on the sandbox (tests/support/consent_browser.py).
 
+    ``company`` is the one it picks on the consent page of a sandbox with several.
     Python's ``webbrowser`` takes ``$BROWSER`` as one program name, hence a wrapper file.
     """
-    script = directory / "browser"
+    script = directory / (f"browser-{company}" if company else "browser")
     helper = REPO_ROOT / "tests" / "support" / "consent_browser.py"
-    script.write_text(f'#!/bin/sh\nexec "{sys.executable}" "{helper}" "$@"\n', encoding="utf-8")
+    choice = f' --company "{company}"' if company else ""
+    script.write_text(
+        f'#!/bin/sh\nexec "{sys.executable}" "{helper}"{choice} "$@"\n', encoding="utf-8"
+    )
     script.chmod(0o755)
     return str(script)
