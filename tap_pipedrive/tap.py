@@ -33,6 +33,7 @@ from tap_pipedrive.auth import (
     build_authenticator,
     resolve_auth_mode,
 )
+from tap_pipedrive.budget import DEFAULT_MAX_BUDGET_SHARE, Budget, BudgetReached
 from tap_pipedrive.custom_fields import LOCATIONS, NAMING_MODES, FieldCatalog
 from tap_pipedrive.errors import ConfigError, PipedriveError
 from tap_pipedrive.login import DEFAULT_REDIRECT_URI
@@ -42,6 +43,8 @@ from tap_pipedrive.progress import DEFAULT_PROGRESS_INTERVAL, Progress
 from tap_pipedrive.ratelimit import RateLimiter
 from tap_pipedrive.redact import SecretRedactor
 from tap_pipedrive.streams import STREAM_TYPES
+from tap_pipedrive.streams.bases import ChangedParentsStream
+from tap_pipedrive.streams.core import UsersStream
 from tap_pipedrive.streams.custom_fields import read_field_definitions
 from tap_pipedrive.transport import check_api_domain, check_url
 
@@ -50,6 +53,7 @@ if t.TYPE_CHECKING:
 
     import click
     from jsonschema import ValidationError
+    from singer_sdk.streams import Stream
 
     from tap_pipedrive.client import PipedriveStream
 
@@ -230,6 +234,29 @@ CONFIG_SCHEMA = th.PropertiesList(
         "thousands of them (docs/logging.md).",
     ),
     th.Property(
+        "daily_token_budget",
+        th.IntegerType(minimum=1),
+        title="Daily token budget",
+        description="The company's daily API token budget, purchased top-ups included. "
+        "Default: estimated from the plan (x-ratelimit-limit) and the active users, as "
+        "30,000 x plan multiplier x seats.",
+    ),
+    th.Property(
+        "max_budget_share",
+        th.NumberType(minimum=0, maximum=1),
+        default=DEFAULT_MAX_BUDGET_SHARE,
+        title="Share of the daily budget per day",
+        description="The most of the daily token budget the tap spends in one day (UTC), "
+        "all its runs that day together. At the cap a run writes its state and ends with "
+        "exit code 0; the next run continues where it stopped.",
+    ),
+    th.Property(
+        "max_tokens_per_run",
+        th.IntegerType(minimum=1),
+        title="Tokens per run",
+        description="The most API tokens one run spends (on top of max_budget_share).",
+    ),
+    th.Property(
         "custom_field_naming",
         th.StringType,
         default="name",
@@ -281,6 +308,12 @@ class PipedriveCommand(SingerCommand):
         Progress.in_progress = None  # only a sync this command started is summed up
         try:
             return super().main(*args, **kwargs)
+        except BudgetReached as exc:
+            stopped = Progress.in_progress
+            if stopped is not None:
+                stopped.log_summary(stopped=True)
+            self.logger.warning("%s", exc)
+            sys.exit(0)
         except PipedriveError as exc:
             stopped = Progress.in_progress
             if stopped is not None:
@@ -385,6 +418,36 @@ class TapPipedrive(Tap):
         return RateLimiter()
 
     @cached_property
+    def budget(self) -> Budget:
+        """What the run spends of the company's daily token budget (see budget.py)."""
+        # Only the API-token mode is not OAuth traffic (x-ratelimit-limit differs).
+        oauth = not self.config.get("api_token")
+        return Budget.from_settings(self.config, oauth=oauth)
+
+    def budget_stop_line(self, stream: PipedriveStream) -> str:
+        """The one line of a run that stopped at its cap: what was read, what is left."""
+        budget = self.budget
+        selected = [
+            s
+            for s in self.streams.values()
+            if (s.selected or s.has_selected_descendents) and not s.parent_stream_type
+        ]
+        names = [s.name for s in selected]
+        at = names.index(stream.name) if stream.name in names else len(names)
+        stats = self.progress.stream(stream.name)
+        where = stream.name
+        if stats.has_parents:
+            where += f" ({stats.parents_done:,} of {stats.parents_listed:,}+ parents read)"
+        left = [where, *names[at + 1 :]]
+        daily = budget.daily
+        share = f" ({budget.spent_today / daily:.0%} of {daily:,} a day)" if daily else ""
+        return (
+            f"Token budget for this run reached: spent {budget.spent:,} tokens, "
+            f"{budget.spent_today:,} today{share}; complete: {at} of {len(names)} streams; "
+            f"left: {', '.join(left)}. The state is saved: the next run continues from here."
+        )
+
+    @cached_property
     def prefetcher(self) -> Prefetcher:
         """Fetches pages ahead of the records being written (see prefetch.py)."""
         return Prefetcher(
@@ -396,9 +459,36 @@ class TapPipedrive(Tap):
         # selection is settled, so the streams still to come can start fetching.
         super()._set_compatible_replication_methods()
         # Shared objects are built here, before any background thread could race to.
-        _ = (self.rate_limiter, self.authenticator)
+        _ = (self.rate_limiter, self.authenticator, self.budget)
         self.progress.begin()
+        self.budget.resume(self.state)
+        self._count_seats()
         self.prefetcher.begin_sync(self)
+
+    def _count_seats(self) -> None:
+        """Read the active users for the budget estimate, unless the users stream does."""
+        users = self.streams.get("users")
+        if self.budget.daily_override or (users is not None and users.selected):
+            return
+        for _ in UsersStream(tap=self).request_records(None):
+            pass
+
+    @property
+    def streams(self) -> dict[str, Stream]:
+        """The streams in the order they are synced: cheap before expensive.
+
+        The SDK's ``load_streams`` (final) sorts them by name, and ``sync_all`` (final)
+        syncs ``streams`` in its order: this public property is the one place to set it.
+        Users first (their count sizes the budget), then the other list streams, then the
+        per-parent streams, cheapest per parent first: each parent's children are worth
+        about the same, so the cost per parent decides the value per token.
+        """
+        streams = super().streams
+        if self.__dict__.get("_ordered_from") is not streams:
+            ordered = sorted(streams.values(), key=_sync_rank)
+            self.__dict__["_ordered"] = {stream.name: stream for stream in ordered}
+            self.__dict__["_ordered_from"] = streams
+        return t.cast("dict[str, Stream]", self.__dict__["_ordered"])
 
     def _handle_termination(self, signum: int, frame: FrameType | None) -> None:
         """SIGTERM or Ctrl-C: stop at once with a failing exit code and no state of its own.
@@ -506,6 +596,21 @@ class TapPipedrive(Tap):
             context_settings=base.context_settings,
             logger=cls.logger,
         )
+
+
+_LIST_ORDER = {
+    getattr(stream_type, "name", ""): index for index, stream_type in enumerate(STREAM_TYPES)
+}
+
+
+def _sync_rank(stream: Stream) -> tuple[int, float, int]:
+    position = _LIST_ORDER.get(stream.name, len(_LIST_ORDER))
+    if stream.name == "users":
+        return (0, 0.0, position)
+    if isinstance(stream, ChangedParentsStream):
+        per_parent = stream.next_request_cost / max(1, stream.parents_per_request)
+        return (2, per_parent, position)
+    return (1, 0.0, position)
 
 
 _TYPE_WORDS = {
