@@ -125,6 +125,7 @@ def test_a_run_stops_at_its_cap_and_the_next_resumes_with_nothing_lost_or_read_t
     for stream, keys in _keys(second.messages, tap).items():
         union.setdefault(stream, set()).update(keys)
     assert union == _keys(clean_messages, tap)
+
     # Each parent's children were asked for as often as in one clean sync (a long
     # changelog takes two pages): none twice, none skipped.
     def per_parent(answered: list) -> Counter:
