@@ -180,6 +180,17 @@ class Budget:
     def state_entry(self) -> dict[str, t.Any]:
         return {"day": self.day, "tokens": self.spent_today}
 
-    def share_of_daily(self, tokens: int) -> str:
+    def summary_lines(self) -> list[str]:
+        """What the run's spend means for the company's day (after the summary table)."""
         daily = self.daily
-        return "" if not daily else f"{tokens / daily:.1%}"
+        if daily is None:
+            return [f"Tokens: {self.spent:,} this run; the daily budget is not known"]
+        cap = self.cap
+        line = (
+            f"Tokens: {self.spent:,} this run = {self.spent / daily:.1%} of the "
+            f"{self.describe_daily()}; {self.spent_today:,} today "
+            f"({self.spent_today / daily:.1%})"
+        )
+        if cap is not None:
+            line += f"; this run's cap {cap:,}"
+        return [line]

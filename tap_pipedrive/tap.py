@@ -461,6 +461,7 @@ class TapPipedrive(Tap):
         # Shared objects are built here, before any background thread could race to.
         _ = (self.rate_limiter, self.authenticator, self.budget)
         self.progress.begin()
+        self.progress.footer = self.budget.summary_lines
         self.budget.resume(self.state)
         self._count_seats()
         self.prefetcher.begin_sync(self)

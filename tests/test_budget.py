@@ -65,6 +65,10 @@ def test_the_run_counts_what_the_sandbox_bills(clean_sync):
     assert summary[0].split()[-1] == "tokens"
     total = next(line for line in summary if line.startswith("total"))
     assert total.split()[-1] == f"{tokens_spent:,}"
+    (share,) = tap.budget.summary_lines()
+    daily = tap.budget.daily
+    assert daily is not None
+    assert share.startswith(f"Tokens: {tokens_spent:,} this run = {tokens_spent / daily:.1%} of")
 
 
 @pytest.mark.parametrize(
