@@ -13,6 +13,7 @@ from datetime import datetime
 from functools import cached_property
 from pathlib import Path
 
+import click
 from singer_sdk import Tap
 from singer_sdk import typing as th
 
@@ -36,6 +37,7 @@ from tap_pipedrive.auth import (
 from tap_pipedrive.budget import DEFAULT_MAX_BUDGET_SHARE, Budget, BudgetReached
 from tap_pipedrive.custom_fields import LOCATIONS, NAMING_MODES, FieldCatalog
 from tap_pipedrive.errors import ConfigError, PipedriveError
+from tap_pipedrive.estimate import estimate as estimate_cost
 from tap_pipedrive.login import DEFAULT_REDIRECT_URI
 from tap_pipedrive.output import SingerOutput
 from tap_pipedrive.prefetch import DEFAULT_MAX_PARALLEL_STREAMS, Prefetcher
@@ -51,7 +53,6 @@ from tap_pipedrive.transport import check_api_domain, check_url
 if t.TYPE_CHECKING:
     from types import FrameType
 
-    import click
     from jsonschema import ValidationError
     from singer_sdk.streams import Stream
 
@@ -285,12 +286,21 @@ CONFIG_SCHEMA = th.PropertiesList(
 ).to_dict()
 
 
+ESTIMATE_OPTION = click.Option(
+    ["--estimate"],
+    is_flag=True,
+    help="Read only the parent lists (and the first page of other lists), then print what "
+    "a sync of the selected streams would cost: calls, tokens, share of the daily budget "
+    "and the runs it takes at the current settings. Run it first on a real account.",
+)
+
 CLI_HELP = """Read Pipedrive CRM data and write it as Singer messages to stdout.
 
 \b
 tap-pipedrive --config config.json --discover > catalog.json
 tap-pipedrive --config config.json --catalog catalog.json --state state.json
 tap-pipedrive --config config.json --login    # OAuth, once, in a browser
+tap-pipedrive --config config.json --estimate # what a sync would cost
 tap-pipedrive --about                         # settings and capabilities
 
 Settings come from --config files or, with --config=ENV, from TAP_PIPEDRIVE_*
@@ -466,10 +476,10 @@ class TapPipedrive(Tap):
         self._count_seats()
         self.prefetcher.begin_sync(self)
 
-    def _count_seats(self) -> None:
+    def _count_seats(self, *, always: bool = False) -> None:
         """Read the active users for the budget estimate, unless the users stream does."""
         users = self.streams.get("users")
-        if self.budget.daily_override or (users is not None and users.selected):
+        if not always and (self.budget.daily_override or (users is not None and users.selected)):
             return
         for _ in UsersStream(tap=self).request_records(None):
             pass
@@ -576,7 +586,11 @@ class TapPipedrive(Tap):
         config: t.Any = None,
         state: t.IO[str] | None = None,
         catalog: t.IO[str] | None = None,
+        estimate: bool = False,
     ) -> None:
+        if estimate:
+            cls._estimate(config, _json_object_file("--state", state), catalog)
+            return
         super().invoke(
             about=about,
             about_format=about_format,
@@ -586,13 +600,27 @@ class TapPipedrive(Tap):
         )
 
     @classmethod
+    def _estimate(cls, config: t.Any, state: t.IO[str] | None, catalog: t.IO[str] | None) -> None:
+        """``--estimate``: print what a sync of the selected streams would cost."""
+        catalog = _json_object_file("--catalog", catalog)
+        tap = cls(
+            config=getattr(config, "config", None) or {},
+            state=None if state is None else json.loads(state.read()),
+            catalog=None if catalog is None else json.loads(catalog.read()),
+            parse_env_config=bool(getattr(config, "parse_env", False)),
+            validate_config=True,
+        )
+        for line in estimate_cost(tap):
+            click.echo(line)
+
+    @classmethod
     def get_singer_command(cls) -> click.Command:
         base = super().get_singer_command()
         assert base.callback is not None
         return PipedriveCommand(
             name=base.name,
             callback=oauth_cli.wrap_callback(cls, base.callback),
-            params=[*base.params, *oauth_cli.options()],
+            params=[*base.params, *oauth_cli.options(), ESTIMATE_OPTION],
             help=CLI_HELP,
             context_settings=base.context_settings,
             logger=cls.logger,

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import re
+import shlex
 from collections import Counter
+from pathlib import Path
 
 import pytest
 import requests
@@ -172,3 +174,38 @@ def test_refused_requests_cost_nothing():
     assert request_cost(url, 200) == 40
     assert request_cost(url, 429) == 0
     assert request_cost("https://x.pipedrive.com/api/v2/deals/archived", 200) == 20
+
+
+ESTIMATE_COMMAND = "tap-pipedrive --config config.json --estimate"
+
+
+def test_the_documented_estimate_is_within_ten_percent_of_the_first_sync():
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    assert f"\n{ESTIMATE_COMMAND}\n" in readme
+    args = shlex.split(ESTIMATE_COMMAND)[3:]  # the config file is run_cli's
+    # Growth plan (burst limit 40 per API token): 60,000 tokens per active user.
+    with Sandbox(seed=3, scale=0.05, burst_limit=40) as sb:
+        config = {"api_url": sb.url, "api_token": sb.api_token}
+        estimated = run_cli(config, *args)
+        estimate_cost = sb.tokens_spent
+    assert estimated.returncode == 0, estimated.stderr[-2000:]
+    lines = estimated.stdout.splitlines()
+    total = next(line for line in lines if line.startswith("total"))
+    estimated_tokens = int(total.split()[2].replace(",", ""))
+    assert f"This estimate cost {estimate_cost:,} tokens" in estimated.stdout
+    assert "Growth plan from x-ratelimit-limit 40" in estimated.stdout
+    assert re.search(r"this sync takes 1 run\.", estimated.stdout)
+    # A per-parent row: one page of the persons list (10 tokens), then 40 per person.
+    flows = next(line for line in lines if line.startswith("person_flow"))
+    calls, tokens = (int(word.replace(",", "")) for word in flows.split()[1:3])
+    assert tokens == 10 + 40 * (calls - 1) and calls > 10
+    with Sandbox(seed=3, scale=0.05, burst_limit=None) as sb:
+        config = {"api_url": sb.url, "api_token": sb.api_token, "progress_interval_seconds": 0}
+        TapPipedrive(config=config, validate_config=False)
+        catalog_cost = sb.tokens_spent
+        synced = run_cli(config)
+        sync_cost = sb.tokens_spent - catalog_cost
+    assert synced.returncode == 0, synced.stderr[-2000:]
+    assert abs(estimated_tokens - sync_cost) <= 0.10 * sync_cost, (estimated_tokens, sync_cost)
+    # The estimate reads far less than the sync.
+    assert estimate_cost < 0.1 * sync_cost
