@@ -12,8 +12,9 @@ company gets 429 until the reset. The tap therefore:
 - spends at most ``max_budget_share`` of it per day (default 0.4: at least 60 % stays with
   the company's other integrations, with room for the last checkpoint's requests and
   purchased top-ups the estimate cannot see), and at most ``max_tokens_per_run`` per run;
-- remembers in the state what it spent today (UTC day), so several runs a day share one
-  allowance. No header tells what the company's other integrations spent.
+- remembers in the state what it spent today (the UTC day of the server's Date header, or
+  of the local clock without one), so several runs a day share one allowance. No header
+  tells what the company's other integrations spent.
 
 At the cap a run finishes what it has in hand up to the next STATE message, then stops
 with exit code 0 (``BudgetReached``); the next run resumes from that state.
@@ -25,6 +26,7 @@ import math
 import threading
 import typing as t
 from datetime import datetime, timezone
+from email.utils import parsedate_to_datetime
 
 from tap_pipedrive.endpoints import facts_for_url
 from tap_pipedrive.errors import PipedriveError
@@ -96,10 +98,19 @@ class Budget:
         self.daily_override = daily_token_budget
         self.max_share = max_budget_share
         self.max_tokens_per_run = max_tokens_per_run
-        self.spent_earlier_today = spent_earlier_today
+        self._earlier: tuple[str, int] | None = (
+            (day or today(), spent_earlier_today) if spent_earlier_today else None
+        )
         self.day = day or today()
+        # Set once the server's clock is known (its Date header): the day follows the
+        # server, and a test server can move it on.
+        self._day_from_server = day is not None
         self.spent = 0
         self.calls = 0
+        # Tokens of the pages written so far (main thread): what the STATE messages carry.
+        # Unlike ``spent`` it does not depend on how far threads fetched ahead, so the
+        # state is the same however many streams fetch in parallel.
+        self.written = 0
         self.burst_limit: float | None = None
         self.seats: int | None = None
         self._lock = threading.Lock()
@@ -115,12 +126,30 @@ class Budget:
         )
 
     def resume(self, state: t.Mapping[str, t.Any]) -> None:
-        """Take over what earlier runs of the same day spent (kept in the state)."""
+        """Take over what earlier runs spent (kept in the state); counts on their day only."""
         earlier = state.get(STATE_KEY)
-        if isinstance(earlier, dict) and earlier.get("day") == self.day:
+        if isinstance(earlier, dict) and isinstance(earlier.get("day"), str):
             value = earlier.get("tokens")
             if isinstance(value, int) and not isinstance(value, bool) and value > 0:
-                self.spent_earlier_today = value
+                self._earlier = (earlier["day"], value)
+
+    @property
+    def spent_earlier_today(self) -> int:
+        earlier = self._earlier
+        return earlier[1] if earlier is not None and earlier[0] == self.day else 0
+
+    def observe_date(self, value: str | None) -> None:
+        """The server's clock (a response's Date header) sets the day, once per run."""
+        if self._day_from_server or not value:
+            return
+        try:
+            moment = parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError):
+            return
+        if moment.tzinfo is None:
+            return
+        self.day = moment.astimezone(timezone.utc).date().isoformat()
+        self._day_from_server = True
 
     # --- what the API tells ----------------------------------------------------------------
     def charge(self, tokens: int) -> None:
@@ -128,11 +157,15 @@ class Budget:
             self.spent += tokens
             self.calls += 1
 
+    def page_written(self, tokens: int) -> None:
+        self.written += tokens
+
     def observe_limit(self, limit: float | None) -> None:
         if limit is not None and limit >= 1:
             self.burst_limit = limit
 
     def set_seats(self, seats: int) -> None:
+        """The active users; none counted (users not readable) counts as one seat."""
         self.seats = max(1, seats)
 
     # --- the numbers -----------------------------------------------------------------------
@@ -178,7 +211,7 @@ class Budget:
         return self.spent_earlier_today + self.spent
 
     def state_entry(self) -> dict[str, t.Any]:
-        return {"day": self.day, "tokens": self.spent_today}
+        return {"day": self.day, "tokens": self.spent_earlier_today + self.written}
 
     def summary_lines(self) -> list[str]:
         """What the run's spend means for the company's day (after the summary table)."""

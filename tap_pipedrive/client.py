@@ -580,8 +580,10 @@ class PipedriveStream(RESTStream[t.Any]):
         with self.get_http_request_counter() as request_counter:
             request_counter.with_context(context)
             pages = 0
+            budget = self._tap.budget  # type: ignore[attr-defined]
             for page in self._tap.prefetcher.pages(self, context):  # type: ignore[attr-defined]
                 request_counter.increment()
+                budget.page_written(request_cost(page.response.url, page.response.status_code))
                 self.update_sync_costs(page.request, page.response, context)
                 records = iter(self.parse_response(page.response))
                 try:
@@ -662,6 +664,7 @@ class PipedriveStream(RESTStream[t.Any]):
         budget = self._tap.budget  # type: ignore[attr-defined]
         budget.charge(cost)
         budget.observe_limit(header_number(response, "x-ratelimit-limit"))
+        budget.observe_date(response.headers.get("Date"))
         self._tap.progress.charge(self.name, cost)  # type: ignore[attr-defined]
 
     def _too_deep(self, response: requests.Response) -> PipedriveAPIError:

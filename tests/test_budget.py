@@ -14,7 +14,7 @@ from pipedrive_sandbox import Sandbox
 from tap_pipedrive.budget import Budget, plan_tier, request_cost
 from tap_pipedrive.streams.bases import ChangedParentsStream
 from tap_pipedrive.tap import TapPipedrive
-from tests.tap_runner import run_cli, sync_capturing
+from tests.tap_runner import run_cli, select_only, sync_capturing
 
 # Streams that exercise every kind of read: list streams (v1, v2, incremental, full),
 # a batch child stream and per-parent streams at three costs.
@@ -165,8 +165,23 @@ def test_the_daily_budget_is_estimated_from_the_burst_limit_and_the_active_users
     assert budget.cap == 40_000
     budget.resume({"budget": {"day": budget.day, "tokens": 15_000}})
     assert budget.cap == 25_000
-    budget.resume({"budget": {"day": "2000-01-01", "tokens": 99_000}})
-    assert budget.cap == 25_000  # another day's spend is not today's
+    other_day = Budget(oauth=False, daily_token_budget=100_000, max_budget_share=0.4)
+    other_day.resume({"budget": {"day": "2000-01-01", "tokens": 99_000}})
+    assert other_day.cap == 40_000  # another day's spend is not today's
+
+
+def test_the_day_follows_the_servers_clock():
+    budget = Budget(oauth=True, daily_token_budget=100_000, max_budget_share=0.5)
+    budget.resume({"budget": {"day": "2026-12-06", "tokens": 30_000}})
+    budget.observe_date("Sun, 06 Dec 2026 23:59:00 GMT")
+    assert budget.cap == 20_000
+    budget.observe_date("Mon, 07 Dec 2026 00:01:00 GMT")  # once per run: the first one holds
+    assert budget.cap == 20_000
+    next_day = Budget(oauth=True, daily_token_budget=100_000, max_budget_share=0.5)
+    next_day.resume({"budget": {"day": "2026-12-06", "tokens": 30_000}})
+    next_day.observe_date("Mon, 07 Dec 2026 00:01:00 GMT")
+    assert next_day.cap == 50_000
+    assert next_day.state_entry() == {"day": "2026-12-07", "tokens": 0}
 
 
 def test_refused_requests_cost_nothing():
@@ -209,3 +224,20 @@ def test_the_documented_estimate_is_within_ten_percent_of_the_first_sync():
     assert abs(estimated_tokens - sync_cost) <= 0.10 * sync_cost, (estimated_tokens, sync_cost)
     # The estimate reads far less than the sync.
     assert estimate_cost < 0.1 * sync_cost
+
+
+def test_fetching_ahead_plans_the_streams_in_the_sync_order():
+    with Sandbox(seed=3, scale=0.05, burst_limit=None) as sb:
+        config = {"api_url": sb.url, "api_token": sb.api_token, "max_parallel_streams": 4}
+        catalog = select_only(TapPipedrive(config=config, validate_config=False), STREAMS)
+        tap = TapPipedrive(config=config, catalog=catalog)
+        tap.prefetcher.begin_sync(tap)
+        try:
+            planned = list(dict.fromkeys(job.stream.name for job in tap.prefetcher._plan))
+        finally:
+            tap.prefetcher.stop()
+    # The list streams fetched ahead, in the sync's order (not the catalog's alphabetical
+    # one); users is read when its turn comes, first; per-parent streams are never planned.
+    assert planned == ["deals", "persons", "pipelines", "notes"]
+    synced = [name for name in tap.streams if name in planned]
+    assert synced == planned

@@ -112,8 +112,8 @@ class UsersStream(V1Stream):
         for row in super().request_records(context):
             seats += row.get("active_flag") is True
             yield row
-        if not self.refused:
-            self._tap.budget.set_seats(seats)  # type: ignore[attr-defined]
+        # Refused (no access to users): one seat, the smallest budget the plan allows.
+        self._tap.budget.set_seats(seats if not self.refused else 0)  # type: ignore[attr-defined]
 
 
 class CurrenciesStream(V1Stream):
