@@ -526,6 +526,16 @@ class PipedriveStream(RESTStream[t.Any]):
             self._tap.prefetcher.stop()  # type: ignore[attr-defined]
             raise BudgetReached(self._tap.budget_stop_line(self))  # type: ignore[attr-defined]
 
+    def budget_fits_parents(self, parents: int) -> bool:
+        """Whether reading the children of ``parents`` more parents fits in the run's budget.
+
+        Per-parent streams read a chunk of parents between two checkpoints: near the cap
+        they checkpoint as soon as one more parent would not fit, so the run stops there.
+        """
+        per_request = max(1, int(getattr(self, "parents_per_request", 1)))
+        calls = -(-parents // per_request)
+        return self._tap.budget.fits(calls * self.next_request_cost)  # type: ignore[attr-defined]
+
     @cached_property
     def next_request_cost(self) -> int:
         """Tokens one more request of this stream costs (its main endpoint's cost)."""

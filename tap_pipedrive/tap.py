@@ -447,10 +447,11 @@ class TapPipedrive(Tap):
         stats = self.progress.stream(stream.name)
         where = stream.name
         if stats.has_parents:
-            where += f" ({stats.parents_done:,} of {stats.parents_listed:,}+ parents read)"
+            of = f" of {stats.parents_listed:,}" if stats.listing_done else ""
+            where += f" ({stats.parents_done:,}{of} parents read)"
         left = [where, *names[at + 1 :]]
         daily = budget.daily
-        share = f" ({budget.spent_today / daily:.0%} of {daily:,} a day)" if daily else ""
+        share = f" ({budget.spent_today / daily:.1%} of {daily:,} a day)" if daily else ""
         return (
             f"Token budget for this run reached: spent {budget.spent:,} tokens, "
             f"{budget.spent_today:,} today{share}; complete: {at} of {len(names)} streams; "
