@@ -579,6 +579,10 @@ class PipedriveStream(RESTStream[t.Any]):
         outer, self._reading_one_parent = self._reading_one_parent, one_parent
         try:
             yield from self._pages_read(context, progress, stats)
+        except BudgetReached:
+            # A request refused while fetching ahead: its stream's turn has come, and the
+            # run ends before it (its state is where the previous run left it).
+            raise BudgetReached(self._tap.budget_stop_line(self)) from None  # type: ignore[attr-defined]
         finally:
             self._reading_one_parent = outer
 
