@@ -27,6 +27,7 @@ from singer_sdk.singerlib import RecordMessage
 
 from tap_pipedrive import schemas
 from tap_pipedrive.auth import PipedriveOAuthAuthenticator
+from tap_pipedrive.budget import STATE_KEY, BudgetReached, endpoint_cost, request_cost
 from tap_pipedrive.conform import Conformer
 from tap_pipedrive.custom_fields import CONTAINER, CustomFieldSchema, layout_for
 from tap_pipedrive.endpoints import scope_hint
@@ -486,6 +487,8 @@ class PipedriveStream(RESTStream[t.Any]):
         prepared_request: requests.PreparedRequest,
         context: Context | None,
     ) -> requests.Response:
+        if not self._tap.budget.fits(endpoint_cost(prepared_request.url or "")):  # type: ignore[attr-defined]
+            self._refuse_over_budget(context)
         # Pace before sending, so the burst window is never overrun (see ratelimit.py).
         self._tap.rate_limiter.before_request()  # type: ignore[attr-defined]
         self._tap.progress.request_sent(self.name)  # type: ignore[attr-defined]
@@ -505,6 +508,45 @@ class PipedriveStream(RESTStream[t.Any]):
                 "check the api_url setting (or the api_domain written by the OAuth login)"
             )
             raise ServerUnreachable(msg) from None
+
+    def _refuse_over_budget(self, context: Context | None) -> None:
+        """Past the run's cap, send only what the stream being written needs to checkpoint.
+
+        Pages fetched ahead for streams still to come would be paid for and never written;
+        so would the next page of a stream that writes its state after every page (it
+        stops at that state). A per-parent read or a full read goes on to its next STATE.
+        """
+        ahead = self._tap.prefetcher.fetching_ahead()  # type: ignore[attr-defined]
+        per_parent = bool(context) and ("id" in context or "ids" in context)  # type: ignore[operator]
+        if ahead or (self.replication_key and not per_parent):
+            raise BudgetReached(f"Not sent: this run's token budget is spent (stream {self.name})")
+
+    def _write_state_message(self) -> None:
+        # Private SDK method, the one place every STATE message of a stream goes through:
+        # each carries what the tap spent today, and a run past its cap stops right after
+        # one, so the state covers exactly what was written.
+        budget = self._tap.budget  # type: ignore[attr-defined]
+        t.cast("dict[str, t.Any]", self.tap_state)[STATE_KEY] = budget.state_entry()
+        super()._write_state_message()
+        if not self._reading_one_parent and not budget.fits(self.next_request_cost):
+            self._tap.prefetcher.stop()  # type: ignore[attr-defined]
+            raise BudgetReached(self._tap.budget_stop_line(self))  # type: ignore[attr-defined]
+
+    def budget_fits_parents(self, parents: int) -> bool:
+        """Whether reading the children of ``parents`` more parents fits in the run's budget.
+
+        Per-parent streams read a chunk of parents between two checkpoints: near the cap
+        they checkpoint as soon as one more parent would not fit, so the run stops there.
+        """
+        per_request = max(1, int(getattr(self, "parents_per_request", 1)))
+        calls = -(-parents // per_request)
+        return self._tap.budget.fits(calls * self.next_request_cost)  # type: ignore[attr-defined]
+
+    @cached_property
+    def next_request_cost(self) -> int:
+        """Tokens one more request of this stream costs (its main endpoint's cost)."""
+        path = str(getattr(self, "path", "") or "").replace("{id}", "1")
+        return endpoint_cost(f"{self.url_base}{path}")
 
     def request_records(self, context: Context | None) -> t.Iterable[dict]:
         if self.refused:
@@ -536,11 +578,32 @@ class PipedriveStream(RESTStream[t.Any]):
         stats = self._progress
         if self.writes_records:
             progress.writing(stats)
+        # The children of one parent: a STATE written after one of their pages still
+        # points before that parent, so the run does not stop there (see
+        # _write_state_message); it stops at the checkpoint after the parent.
+        one_parent = bool(context) and ("id" in context or "ids" in context)  # type: ignore[operator]
+        outer, self._reading_one_parent = self._reading_one_parent, one_parent
+        try:
+            yield from self._pages_read(context, progress, stats)
+        except BudgetReached:
+            # A request refused while fetching ahead: its stream's turn has come, and the
+            # run ends before it (its state is where the previous run left it).
+            raise BudgetReached(self._tap.budget_stop_line(self)) from None  # type: ignore[attr-defined]
+        finally:
+            self._reading_one_parent = outer
+
+    _reading_one_parent = False
+
+    def _pages_read(
+        self, context: Context | None, progress: t.Any, stats: StreamProgress
+    ) -> t.Iterator[dict]:
         with self.get_http_request_counter() as request_counter:
             request_counter.with_context(context)
             pages = 0
+            budget = self._tap.budget  # type: ignore[attr-defined]
             for page in self._tap.prefetcher.pages(self, context):  # type: ignore[attr-defined]
                 request_counter.increment()
+                budget.page_written(request_cost(page.response.url, page.response.status_code))
                 self.update_sync_costs(page.request, page.response, context)
                 records = iter(self.parse_response(page.response))
                 try:
@@ -562,6 +625,7 @@ class PipedriveStream(RESTStream[t.Any]):
     def validate_response(self, response: requests.Response) -> None:
         """Sort failures into retriable, fatal, and 'this stream is not allowed'."""
         self._tap.rate_limiter.observe(response)  # type: ignore[attr-defined]
+        self.charge(response)
         status = response.status_code
         if status == HTTPStatus.UNAUTHORIZED:
             self._handle_unauthorized(response)
@@ -613,6 +677,15 @@ class PipedriveStream(RESTStream[t.Any]):
             msg = f"Empty page pointing at itself from Pipedrive for {self._describe(response)}"
             raise RetriableAPIError(msg, response)
         self._report_nul_fields(response)
+
+    def charge(self, response: requests.Response) -> None:
+        """Count what the response costs of the daily budget (every response passes here)."""
+        cost = request_cost(response.url, response.status_code)
+        budget = self._tap.budget  # type: ignore[attr-defined]
+        budget.charge(cost)
+        budget.observe_limit(header_number(response, "x-ratelimit-limit"))
+        budget.observe_date(response.headers.get("Date"))
+        self._tap.progress.charge(self.name, cost)  # type: ignore[attr-defined]
 
     def _too_deep(self, response: requests.Response) -> PipedriveAPIError:
         msg = (

@@ -261,6 +261,12 @@ class Prefetcher:
             return None
         return (job.starting_value,)
 
+    @staticmethod
+    def fetching_ahead() -> bool:
+        """Whether this thread fetches for a job the main thread is not writing yet."""
+        job = getattr(_thread_job, "current", None)
+        return job is not None and not job.current
+
     # --- bookkeeping (under self.cond) ---------------------------------------------------------
     def _make_current(self, job: PageJob) -> None:
         job.current = True

@@ -91,6 +91,8 @@ class Progress:
         self._summarised = False
         # The stream the main thread writes now (records are written one stream at a time).
         self._current: StreamProgress | None = None
+        # Lines logged after the table (what the run's tokens mean for the daily budget).
+        self.footer: t.Callable[[], list[str]] | None = None
 
     def stream(self, name: str) -> StreamProgress:
         """The counters of a stream, created when first asked for."""
@@ -130,10 +132,7 @@ class Progress:
         stats.listing_done = True
 
     def charge(self, name: str, tokens: int) -> None:
-        """API tokens a request cost: fills the tokens column of the summary.
-
-        Nothing calls this yet; it is the place for per-request costs once they are known.
-        """
+        """API tokens a request cost (budget.py): fills the tokens column of the summary."""
         stats = self.stream(name)
         with self._lock:
             stats.tokens = (stats.tokens or 0) + tokens
@@ -237,6 +236,8 @@ class Progress:
         title = "Sync summary" + (" (stopped early)" if stopped else "")
         self.logger.info("%s: records, API calls and time per stream", title)
         for line in lines:
+            self.logger.info("%s", line)
+        for line in self.footer() if self.footer is not None else ():
             self.logger.info("%s", line)
 
 

@@ -13,6 +13,7 @@ from datetime import datetime, timezone
 from functools import cached_property
 from pathlib import Path
 
+import click
 from singer_sdk import Tap
 from singer_sdk import typing as th
 
@@ -33,8 +34,10 @@ from tap_pipedrive.auth import (
     build_authenticator,
     resolve_auth_mode,
 )
+from tap_pipedrive.budget import DEFAULT_MAX_BUDGET_SHARE, Budget, BudgetReached
 from tap_pipedrive.custom_fields import LOCATIONS, NAMING_MODES, FieldCatalog
 from tap_pipedrive.errors import ConfigError, PipedriveError
+from tap_pipedrive.estimate import estimate as estimate_cost
 from tap_pipedrive.login import DEFAULT_REDIRECT_URI
 from tap_pipedrive.output import SingerOutput
 from tap_pipedrive.prefetch import DEFAULT_MAX_PARALLEL_STREAMS, Prefetcher
@@ -42,6 +45,8 @@ from tap_pipedrive.progress import DEFAULT_PROGRESS_INTERVAL, Progress
 from tap_pipedrive.ratelimit import RateLimiter
 from tap_pipedrive.redact import SecretRedactor
 from tap_pipedrive.streams import STREAM_TYPES
+from tap_pipedrive.streams.bases import ChangedParentsStream
+from tap_pipedrive.streams.core import UsersStream
 from tap_pipedrive.streams.custom_fields import read_field_definitions
 from tap_pipedrive.sweeps import DEFAULT_SWEEP_INTERVAL_DAYS, plan_full_reads
 from tap_pipedrive.transport import check_api_domain, check_url
@@ -49,8 +54,8 @@ from tap_pipedrive.transport import check_api_domain, check_url
 if t.TYPE_CHECKING:
     from types import FrameType
 
-    import click
     from jsonschema import ValidationError
+    from singer_sdk.streams import Stream
 
     from tap_pipedrive.client import PipedriveStream
 
@@ -249,6 +254,29 @@ CONFIG_SCHEMA = th.PropertiesList(
         "days since the last sweep.",
     ),
     th.Property(
+        "daily_token_budget",
+        th.IntegerType(minimum=1),
+        title="Daily token budget",
+        description="The company's daily API token budget, purchased top-ups included. "
+        "Default: estimated from the plan (x-ratelimit-limit) and the active users, as "
+        "30,000 x plan multiplier x seats.",
+    ),
+    th.Property(
+        "max_budget_share",
+        th.NumberType(minimum=0, maximum=1),
+        default=DEFAULT_MAX_BUDGET_SHARE,
+        title="Share of the daily budget per day",
+        description="The most of the daily token budget the tap spends in one day (UTC), "
+        "all its runs that day together. At the cap a run writes its state and ends with "
+        "exit code 0; the next run continues where it stopped.",
+    ),
+    th.Property(
+        "max_tokens_per_run",
+        th.IntegerType(minimum=1),
+        title="Tokens per run",
+        description="The most API tokens one run spends (on top of max_budget_share).",
+    ),
+    th.Property(
         "custom_field_naming",
         th.StringType,
         default="name",
@@ -277,12 +305,21 @@ CONFIG_SCHEMA = th.PropertiesList(
 ).to_dict()
 
 
+ESTIMATE_OPTION = click.Option(
+    ["--estimate"],
+    is_flag=True,
+    help="Read only the parent lists (and the first page of other lists), then print what "
+    "a sync of the selected streams would cost: calls, tokens, share of the daily budget "
+    "and the runs it takes at the current settings. Run it first on a real account.",
+)
+
 CLI_HELP = """Read Pipedrive CRM data and write it as Singer messages to stdout.
 
 \b
 tap-pipedrive --config config.json --discover > catalog.json
 tap-pipedrive --config config.json --catalog catalog.json --state state.json
 tap-pipedrive --config config.json --login    # OAuth, once, in a browser
+tap-pipedrive --config config.json --estimate # what a sync would cost
 tap-pipedrive --about                         # settings and capabilities
 
 Settings come from --config files or, with --config=ENV, from TAP_PIPEDRIVE_*
@@ -300,6 +337,12 @@ class PipedriveCommand(SingerCommand):
         Progress.in_progress = None  # only a sync this command started is summed up
         try:
             return super().main(*args, **kwargs)
+        except BudgetReached as exc:
+            stopped = Progress.in_progress
+            if stopped is not None:
+                stopped.log_summary(stopped=True)
+            self.logger.warning("%s", exc)
+            sys.exit(0)
         except PipedriveError as exc:
             stopped = Progress.in_progress
             if stopped is not None:
@@ -404,6 +447,37 @@ class TapPipedrive(Tap):
         return RateLimiter()
 
     @cached_property
+    def budget(self) -> Budget:
+        """What the run spends of the company's daily token budget (see budget.py)."""
+        # Only the API-token mode is not OAuth traffic (x-ratelimit-limit differs).
+        oauth = not self.config.get("api_token")
+        return Budget.from_settings(self.config, oauth=oauth)
+
+    def budget_stop_line(self, stream: PipedriveStream) -> str:
+        """The one line of a run that stopped at its cap: what was read, what is left."""
+        budget = self.budget
+        selected = [
+            s
+            for s in self.streams.values()
+            if (s.selected or s.has_selected_descendents) and not s.parent_stream_type
+        ]
+        names = [s.name for s in selected]
+        at = names.index(stream.name) if stream.name in names else len(names)
+        stats = self.progress.stream(stream.name)
+        where = stream.name
+        if stats.has_parents:
+            of = f" of {stats.parents_listed:,}" if stats.listing_done else ""
+            where += f" ({stats.parents_done:,}{of} parents read)"
+        left = [where, *names[at + 1 :]]
+        daily = budget.daily
+        share = f" ({budget.spent_today / daily:.1%} of {daily:,} a day)" if daily else ""
+        return (
+            f"Token budget for this run reached: spent {budget.spent:,} tokens, "
+            f"{budget.spent_today:,} today{share}; complete: {at} of {len(names)} streams; "
+            f"left: {', '.join(left)}. The state is saved: the next run continues from here."
+        )
+
+    @cached_property
     def prefetcher(self) -> Prefetcher:
         """Fetches pages ahead of the records being written (see prefetch.py)."""
         return Prefetcher(
@@ -415,7 +489,7 @@ class TapPipedrive(Tap):
         # selection is settled, so the streams still to come can start fetching.
         super()._set_compatible_replication_methods()
         # Shared objects are built here, before any background thread could race to.
-        _ = (self.rate_limiter, self.authenticator)
+        _ = (self.rate_limiter, self.authenticator, self.budget)
         # Before pages are fetched ahead: a sweep reads from the start, not the bookmark.
         plan_full_reads(
             self.streams.values(),
@@ -427,7 +501,35 @@ class TapPipedrive(Tap):
             logger=self.logger,
         )
         self.progress.begin()
+        self.progress.footer = self.budget.summary_lines
+        self.budget.resume(self.state)
+        self._count_seats()
         self.prefetcher.begin_sync(self)
+
+    def _count_seats(self, *, always: bool = False) -> None:
+        """Read the active users for the budget estimate, unless the users stream does."""
+        users = self.streams.get("users")
+        if not always and (self.budget.daily_override or (users is not None and users.selected)):
+            return
+        for _ in UsersStream(tap=self).request_records(None):
+            pass
+
+    @property
+    def streams(self) -> dict[str, Stream]:
+        """The streams in the order they are synced: cheap before expensive.
+
+        The SDK's ``load_streams`` (final) sorts them by name, and ``sync_all`` (final)
+        syncs ``streams`` in its order: this public property is the one place to set it.
+        Users first (their count sizes the budget), then the other list streams, then the
+        per-parent streams, cheapest per parent first: each parent's children are worth
+        about the same, so the cost per parent decides the value per token.
+        """
+        streams = super().streams
+        if self.__dict__.get("_ordered_from") is not streams:
+            ordered = sorted(streams.values(), key=_sync_rank)
+            self.__dict__["_ordered"] = {stream.name: stream for stream in ordered}
+            self.__dict__["_ordered_from"] = streams
+        return t.cast("dict[str, Stream]", self.__dict__["_ordered"])
 
     def _handle_termination(self, signum: int, frame: FrameType | None) -> None:
         """SIGTERM or Ctrl-C: stop at once with a failing exit code and no state of its own.
@@ -514,7 +616,11 @@ class TapPipedrive(Tap):
         config: t.Any = None,
         state: t.IO[str] | None = None,
         catalog: t.IO[str] | None = None,
+        estimate: bool = False,
     ) -> None:
+        if estimate:
+            cls._estimate(config, _json_object_file("--state", state), catalog)
+            return
         super().invoke(
             about=about,
             about_format=about_format,
@@ -524,17 +630,46 @@ class TapPipedrive(Tap):
         )
 
     @classmethod
+    def _estimate(cls, config: t.Any, state: t.IO[str] | None, catalog: t.IO[str] | None) -> None:
+        """``--estimate``: print what a sync of the selected streams would cost."""
+        catalog = _json_object_file("--catalog", catalog)
+        tap = cls(
+            config=getattr(config, "config", None) or {},
+            state=None if state is None else json.loads(state.read()),
+            catalog=None if catalog is None else json.loads(catalog.read()),
+            parse_env_config=bool(getattr(config, "parse_env", False)),
+            validate_config=True,
+        )
+        for line in estimate_cost(tap):
+            click.echo(line)
+
+    @classmethod
     def get_singer_command(cls) -> click.Command:
         base = super().get_singer_command()
         assert base.callback is not None
         return PipedriveCommand(
             name=base.name,
             callback=oauth_cli.wrap_callback(cls, base.callback),
-            params=[*base.params, *oauth_cli.options()],
+            params=[*base.params, *oauth_cli.options(), ESTIMATE_OPTION],
             help=CLI_HELP,
             context_settings=base.context_settings,
             logger=cls.logger,
         )
+
+
+_LIST_ORDER = {
+    getattr(stream_type, "name", ""): index for index, stream_type in enumerate(STREAM_TYPES)
+}
+
+
+def _sync_rank(stream: Stream) -> tuple[int, float, int]:
+    position = _LIST_ORDER.get(stream.name, len(_LIST_ORDER))
+    if stream.name == "users":
+        return (0, 0.0, position)
+    if isinstance(stream, ChangedParentsStream):
+        per_parent = stream.next_request_cost / max(1, stream.parents_per_request)
+        return (2, per_parent, position)
+    return (1, 0.0, position)
 
 
 _TYPE_WORDS = {

@@ -80,6 +80,10 @@ ELSEWHERE = {
         "tests/test_release.py",
         "scripts/check_wheel.py runs it from the clean venv",
     ),
+    "tap-pipedrive --config config.json --estimate": (
+        "tests/test_budget.py",
+        "runs it against a sandbox and compares its total with what a sync then spends",
+    ),
     "python -m tests.fault_matrix": (
         "tests/test_faults.py",
         "runs every scenario of the matrix (run_scenario, run_mix) with fewer seeds; "
@@ -328,7 +332,7 @@ def test_help_says_what_the_tap_does_and_its_examples_parse(tmp_path):
     assert "Execute the Singer tap." not in result.stdout
     assert "Read Pipedrive CRM data and write it as Singer messages" in result.stdout
     examples = [line for line in CLI_HELP.splitlines() if line.startswith("tap-pipedrive ")]
-    assert len(examples) == 4
+    assert len(examples) == 5
     for example in examples:
         args = shlex.split(without_comment(example).split(" > ")[0])[1:]
         parsed = subprocess.run(

@@ -345,7 +345,7 @@ class ChangedParentsStream(PipedriveStream):
                 progress.parents_done(self._progress, 1)
                 continue  # read by the previous run, which stopped at this very time
             chunk.append(parent)
-            if len(chunk) >= chunk_size:
+            if len(chunk) >= chunk_size or not self.budget_fits_parents(len(chunk) + 1):
                 yield from self._children(chunk)
                 progress.parents_done(self._progress, len(chunk))
                 done_at = self._checkpoint(chunk, done_at)

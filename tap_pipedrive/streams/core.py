@@ -7,6 +7,9 @@ import typing as t
 
 from tap_pipedrive.client import ArchivableMixin, IncrementalV2Stream, PipedriveStream, V1Stream
 
+if t.TYPE_CHECKING:
+    from singer_sdk.helpers.types import Context
+
 _COUNTS = (
     "activities_count",
     "done_activities_count",
@@ -98,9 +101,20 @@ class StagesStream(PipedriveStream):
 
 
 class UsersStream(V1Stream):
+    """The company's users; their active ones are the seats of the daily token budget."""
+
     name = "users"
     paged = False
     path = "/users"
+
+    def request_records(self, context: Context | None) -> t.Iterable[dict]:
+        # Counted as the rows pass: the budget estimate needs no read of its own.
+        seats = 0
+        for row in super().request_records(context):
+            seats += row.get("active_flag") is True
+            yield row
+        # Refused (no access to users): one seat, the smallest budget the plan allows.
+        self._tap.budget.set_seats(seats if not self.refused else 0)  # type: ignore[attr-defined]
 
 
 class CurrenciesStream(V1Stream):
