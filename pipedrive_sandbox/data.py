@@ -229,6 +229,9 @@ class Table:
         if entity.flat_field_set is not None:
             pool = world.custom_value_pool(entity.flat_field_set)
             record.update(pool[int(rng.random() * len(pool))][1])
+        for count_field, child in CHILD_COUNTS.get(entity.name, ()):
+            # As in Pipedrive, a count on the parent's row matches the child list it counts.
+            record[count_field] = len(world.children[child].rows_for_pos(pos))
         ordered = {name: record.pop(name) for name in plan.order if name in record}
         ordered.update(record)
         return ordered
@@ -664,6 +667,16 @@ CHILDREN: tuple[ChildDef, ...] = (
         secondary.product_variations,
     ),
 )
+# Parent entity -> (its ``*_count`` field, the child list that field counts).
+CHILD_COUNTS: dict[str, tuple[tuple[str, str], ...]] = {
+    "deals": (
+        ("followers_count", "deal_followers"),
+        ("participants_count", "deal_participants"),
+        ("products_count", "deal_products"),
+    ),
+    "persons": (("followers_count", "person_followers"),),
+    "organizations": (("followers_count", "organization_followers"),),
+}
 # The tap's field metadata stream: no API entity, counted from the field sets.
 CUSTOM_FIELDS_STREAM = "custom_fields"
 # entity name -> (field set, item style)

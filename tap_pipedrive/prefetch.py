@@ -204,7 +204,7 @@ class Prefetcher:
                     continue
                 for partition in stream.partitions or [{}]:
                     context = partition or None  # as the SDK passes it
-                    start = _future_starting_value(stream, context)
+                    start = future_starting_value(stream, context)
                     plan.append(PageJob(self, stream, context, start))
         with self.cond:
             self._plan = plan
@@ -329,7 +329,7 @@ def _plannable(stream: t.Any) -> t.TypeGuard[PipedriveStream]:
     )
 
 
-def _future_starting_value(stream: PipedriveStream, context: Context | None) -> t.Any:
+def future_starting_value(stream: PipedriveStream, context: Context | None) -> t.Any:
     """The starting bookmark the SDK will settle on when this partition's turn comes.
 
     Mirrors ``StreamStateManager.write_starting_replication_value`` without writing, so

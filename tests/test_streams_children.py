@@ -12,6 +12,7 @@ import logging
 import math
 import re
 from collections import defaultdict
+from datetime import datetime
 
 import pytest
 
@@ -79,6 +80,11 @@ def batches(sandbox, path):
 def test_batched_children_take_100_deals_a_request(sandbox, page_size, stream):
     result = run_tap(config_for(sandbox, page_size=page_size), streams={stream})
     deals = live_deal_ids(sandbox)
+    if stream == "deal_products":
+        # Deals whose row says products_count 0 have nothing to read (see below).
+        deals = {
+            d["id"] for d in sandbox.dataset["deals"] if d["id"] in deals and d["products_count"]
+        }
     sent = batches(sandbox, BATCHED[stream])
     distinct = list(dict.fromkeys(sent))
     assert all(len(batch) <= 100 for batch in distinct)
@@ -211,3 +217,65 @@ def test_an_interrupted_child_stream_resumes_after_its_last_checkpoint(sandbox):
         for row in run.records("deal_followers")
     }
     assert len(delivered) == sandbox.expected_counts()["deal_followers"]
+
+
+def moment(text):
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def listings(sandbox, path):
+    """Times a list was read from its start (its first page has no cursor)."""
+    return [r for r in sandbox.requests if r.path == path and "cursor" not in r.query]
+
+
+def test_each_parent_list_is_read_once_a_run_for_all_its_children(sandbox):
+    children = {
+        "deal_products",
+        "deal_installments",
+        "deal_followers",
+        "deal_participants",
+        "deal_changelog",
+        "person_followers",
+        "organization_followers",
+        "organization_relationships",
+        "product_followers",
+        "product_variations",
+    }
+    first = run_tap(config_for(sandbox), streams=children)
+    for path in ("deals", "deals/archived", "persons", "organizations", "products"):
+        assert len(listings(sandbox, f"/api/v2/{path}")) == 1, path
+    expected = sandbox.expected_counts()
+    for stream in children:
+        assert len(first.records(stream)) == expected[stream], stream
+
+    # With bookmarks from a run, the list is read once again, from the earliest of them.
+    sandbox.update_record("deals", sorted(live_deal_ids(sandbox))[3], title="changed")
+    sandbox.clear_requests()
+    state = first.last_state
+    run_tap(config_for(sandbox), state=state, streams=children)
+    assert len(listings(sandbox, "/api/v2/deals")) == 1
+    since = listings(sandbox, "/api/v2/deals")[0].query["updated_since"]
+    bookmarks = [state["bookmarks"][s]["replication_key_value"] for s in children if "deal" in s]
+    assert moment(since) == min(moment(b) for b in bookmarks)
+
+
+def test_parents_whose_counts_say_nothing_are_not_requested(sandbox):
+    streams = {"deal_participants", "deal_followers", "deal_products"}
+    result = run_tap(config_for(sandbox), streams=streams)
+    deals = {d["id"]: d for d in sandbox.dataset["deals"] if d["id"] in live_deal_ids(sandbox)}
+    for stream, count in (
+        ("deal_participants", "participants_count"),
+        ("deal_followers", "followers_count"),
+    ):
+        asked = sorted(parent_ids_requested(sandbox, PER_DEAL[stream]))
+        assert asked == sorted(i for i, deal in deals.items() if deal[count]), stream
+    assert any(deal["participants_count"] == 0 for deal in deals.values())
+    batched = {i for batch in batches(sandbox, BATCHED["deal_products"]) for i in batch}
+    assert batched == {i for i, deal in deals.items() if deal["products_count"]}
+    # Nothing is lost, and the bookmark moves past the deals that were skipped.
+    expected = sandbox.expected_counts()
+    for stream in streams:
+        assert len(result.records(stream)) == expected[stream], stream
+    newest = max(deals.values(), key=lambda deal: deal["update_time"])
+    bookmark = result.last_state["bookmarks"]["deal_participants"]["replication_key_value"]
+    assert moment(bookmark) == moment(newest["update_time"])

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import heapq
 import json
+import threading
 import typing as t
+import weakref
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from functools import cached_property
@@ -20,6 +22,7 @@ from http import HTTPStatus
 
 from tap_pipedrive.client import OffsetPaginator, PipedriveStream, response_json
 from tap_pipedrive.normalize import format_timestamp, to_rfc3339
+from tap_pipedrive.prefetch import future_starting_value
 
 if t.TYPE_CHECKING:
     from collections.abc import Iterable, Iterator
@@ -136,6 +139,9 @@ class ParentSource:
     # and filtered here.
     filtered: bool = True
     paginator: t.Callable[[], BaseAPIPaginator] | None = None
+    # ``*_count`` fields asked for through ``include_fields`` (free on v2 lists): a child
+    # stream whose count is 0 on a parent's row has nothing to read for that parent.
+    counts: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -144,6 +150,88 @@ class Parent:
     update_time: datetime
     # The parent's update_time as the parent stream emits it (RFC 3339).
     time_text: str | None = field(compare=False)
+    # The source's ``counts`` fields as the list row gave them (absent ones left out).
+    counts: tuple[tuple[str, int], ...] = field(default=(), compare=False)
+
+    def count(self, name: str) -> int | None:
+        """A count from the list row; None when the row did not say."""
+        for key, value in self.counts:
+            if key == name:
+                return value
+        return None
+
+
+@dataclass
+class _ListedSource:
+    """One source's parents as read once in a run, for every child stream that needs them."""
+
+    since: datetime | None
+    parents: list[Parent]
+    refused: bool
+
+
+class ParentLists:
+    """The parent lists of one run, each read once and shared by its child streams.
+
+    Seven deal children used to list ``/deals`` and ``/deals/archived`` seven times. Now
+    the first child stream to need a list reads it from the earliest bookmark of all the
+    selected child streams that use it, and keeps the ids, update times and counts (a few
+    dozen bytes a parent); each child stream then takes the parents past its own bookmark.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._listed: dict[ParentSource, _ListedSource] = {}
+
+    def parents(
+        self, child: ChangedParentsStream, source: ParentSource, start: datetime | None
+    ) -> tuple[list[Parent], bool]:
+        """Rows (id and time only) and parents of ``source`` from ``start``; and a refusal."""
+        with self._lock:
+            listed = self._listed.get(source)
+            if listed is None or not _covers(listed.since, start):
+                since = _earliest_start(child, source, start)
+                rows, refused = child.list_source(source, since)
+                listed = _ListedSource(since, rows, refused)
+                self._listed[source] = listed
+        return listed.parents, listed.refused
+
+
+def _covers(since: datetime | None, start: datetime | None) -> bool:
+    return since is None or (start is not None and since <= start)
+
+
+def _earliest_start(
+    child: ChangedParentsStream, source: ParentSource, start: datetime | None
+) -> datetime | None:
+    """The earliest bookmark among the selected child streams reading ``source``."""
+    earliest = start
+    for stream in child._tap.streams.values():
+        if stream is child or not isinstance(stream, ChangedParentsStream):
+            continue
+        if source not in stream.parent_sources or not stream.selected or stream.refused:
+            continue
+        if earliest is None:
+            return None
+        value = future_starting_value(stream, None)
+        moment = parse_time(value) if value is not None else None
+        if moment is None:
+            return None
+        earliest = min(earliest, moment)
+    return earliest
+
+
+# One registry per tap (a tap runs one sync); weak, so a finished tap takes it along.
+_PARENT_LISTS: weakref.WeakKeyDictionary[t.Any, ParentLists] = weakref.WeakKeyDictionary()
+_PARENT_LISTS_LOCK = threading.Lock()
+
+
+def parent_lists(tap: t.Any) -> ParentLists:
+    with _PARENT_LISTS_LOCK:
+        found = _PARENT_LISTS.get(tap)
+        if found is None:
+            found = _PARENT_LISTS[tap] = ParentLists()
+        return found
 
 
 class ParentReader(PipedriveStream):
@@ -160,6 +248,8 @@ class ParentReader(PipedriveStream):
 
     def get_url_params(self, context: Context | None, next_page_token: t.Any) -> dict[str, t.Any]:
         params = super().get_url_params(context, next_page_token)
+        if self.source.counts:
+            params["include_fields"] = ",".join(self.source.counts)
         if self.source.filtered:
             if self.api_version == "v2":
                 params.update(sort_by="update_time", sort_direction="asc")
@@ -194,6 +284,9 @@ class ChangedParentsStream(PipedriveStream):
     parents_per_request: t.ClassVar[int] = 1
     parent_id_param: t.ClassVar[str | None] = None
     parent_ids_param: t.ClassVar[str] = "deal_ids"
+    # The ``*_count`` field of the parent's list row that counts this stream's rows; a
+    # parent whose count is 0 is not requested (its bookmark still moves past it).
+    parent_count: t.ClassVar[str | None] = None
     # Parents whose children are read between two state messages.
     parents_per_checkpoint: t.ClassVar[int] = 25
     # Children are emitted in parent order, which this class guarantees on parsed times.
@@ -220,27 +313,42 @@ class ChangedParentsStream(PipedriveStream):
         )
         return reader_type(tap=self._tap)
 
-    def _read_source(
-        self, source: ParentSource, start: datetime | None, readers: list[PipedriveStream]
-    ) -> Iterator[Parent]:
-        reader = self._reader(source, format_timestamp(start) if start else None)
-        readers.append(reader)
+    def list_source(
+        self, source: ParentSource, since: datetime | None
+    ) -> tuple[list[Parent], bool]:
+        """Read one parent list from ``since``: its parents in list order, and a refusal."""
+        reader = self._reader(source, format_timestamp(since) if since else None)
+        parents = []
         for row in reader.request_records(None):
             text = row.get("update_time")
             moment = parse_time(text)
-            if start is not None and moment is not None and moment < start:
+            if since is not None and moment is not None and moment < since:
                 continue
             normalized = to_rfc3339(text) if moment is not None else None
-            yield Parent(row.get("id"), moment or _EARLIEST, normalized)
+            counts = tuple(
+                (name, row[name])
+                for name in source.counts
+                if isinstance(row.get(name), int) and not isinstance(row.get(name), bool)
+            )
+            parents.append(Parent(row.get("id"), moment or _EARLIEST, normalized, counts))
+        return parents, reader.refused
+
+    def _read_source(self, source: ParentSource, start: datetime | None) -> Iterator[Parent]:
+        listed, refused = parent_lists(self._tap).parents(self, source, start)
+        if refused:
+            self.refused = True
+        for parent in listed:
+            if start is not None and parent.update_time < start:
+                continue
+            yield parent
 
     def changed_parents(self, start: datetime | None) -> Iterator[Parent]:
         """Parents updated at or after ``start``, oldest first, each once."""
-        readers: list[PipedriveStream] = []
         filtered = [s for s in self.parent_sources if s.filtered]
         unfiltered = [s for s in self.parent_sources if not s.filtered]
         seen: set[t.Any] = set()
         merged: Iterable[Parent] = heapq.merge(
-            *(self._read_source(source, start, readers) for source in filtered),
+            *(self._read_source(source, start) for source in filtered),
             key=lambda parent: parent.update_time,
         )
         if unfiltered:
@@ -248,7 +356,7 @@ class ChangedParentsStream(PipedriveStream):
             # here (ids and times only, so memory stays small).
             latest: dict[t.Any, Parent] = {}
             for source in unfiltered:
-                for parent in self._read_source(source, start, readers):
+                for parent in self._read_source(source, start):
                     known = latest.get(parent.id)
                     if known is None or parent.update_time > known.update_time:
                         latest[parent.id] = parent
@@ -265,8 +373,12 @@ class ChangedParentsStream(PipedriveStream):
             progress.parents_listed(self._progress)
             yield parent
         progress.listing_done(self._progress)
-        if any(reader.refused for reader in readers):
-            self.refused = True
+
+    def has_children(self, parent: Parent) -> bool:
+        """False when the parent's list row says this stream has nothing to read for it."""
+        if self.parent_count is None:
+            return True
+        return parent.count(self.parent_count) != 0
 
     # --- children ------------------------------------------------------------------------
     def get_starting_replication_key_value(self, context: Context | None) -> t.Any:
@@ -302,7 +414,10 @@ class ChangedParentsStream(PipedriveStream):
             return ()
         return super().parse_response(response)
 
-    def _children(self, parents: list[Parent]) -> Iterator[dict]:
+    def _children(self, chunk: list[Parent]) -> Iterator[dict]:
+        parents = [parent for parent in chunk if self.has_children(parent)]
+        if not parents:
+            return
         if self.parents_per_request > 1:
             key = t.cast("str", self.parent_key)
             position = {parent.id: index for index, parent in enumerate(parents)}
@@ -338,6 +453,7 @@ class ChangedParentsStream(PipedriveStream):
         if chunk_size == 1:
             chunk_size = self.parents_per_checkpoint
         chunk: list[Parent] = []
+        wanted = 0  # parents of the chunk whose children are requested
         done_at: tuple[datetime, list[t.Any]] | None = None
         progress = self._tap.progress  # type: ignore[attr-defined]
         for parent in self.changed_parents(start):
@@ -345,11 +461,12 @@ class ChangedParentsStream(PipedriveStream):
                 progress.parents_done(self._progress, 1)
                 continue  # read by the previous run, which stopped at this very time
             chunk.append(parent)
-            if len(chunk) >= chunk_size:
+            wanted += self.has_children(parent)
+            if wanted >= chunk_size:
                 yield from self._children(chunk)
                 progress.parents_done(self._progress, len(chunk))
                 done_at = self._checkpoint(chunk, done_at)
-                chunk = []
+                chunk, wanted = [], 0
             if self.refused:
                 return
         if chunk and not self.refused:

@@ -17,7 +17,12 @@ if t.TYPE_CHECKING:
     from singer_sdk.pagination import BaseAPIPaginator
 
 # Deals as the deals stream lists them, minus deleted ones (their children are gone).
-CHANGED_DEALS = (ParentSource("/deals"), ParentSource("/deals/archived"))
+# Their rows carry the counts that let a child stream skip deals with nothing to read.
+DEAL_COUNTS = ("followers_count", "participants_count", "products_count")
+CHANGED_DEALS = (
+    ParentSource("/deals", counts=DEAL_COUNTS),
+    ParentSource("/deals/archived", counts=DEAL_COUNTS),
+)
 # /deals/products and /deals/installments accept at most 100 deal ids per request.
 MAX_DEAL_IDS = 100
 
@@ -32,6 +37,7 @@ class DealProductsStream(DealChildStream):
     name = "deal_products"
     path = "/deals/products"
     parents_per_request = MAX_DEAL_IDS
+    parent_count = "products_count"
 
 
 class DealInstallmentsStream(DealChildStream):
@@ -44,11 +50,13 @@ class DealFollowersStream(DealChildStream):
     name = "deal_followers"
     path = "/deals/{id}/followers"
     primary_keys = ("deal_id", "user_id")
+    parent_count = "followers_count"
 
 
 class DealParticipantsStream(DealChildStream, V1Stream):
     name = "deal_participants"
     path = "/deals/{id}/participants"
+    parent_count = "participants_count"
 
 
 class DealChangelogStream(DealChildStream, V1Stream):

@@ -17,6 +17,11 @@ if t.TYPE_CHECKING:
     from singer_sdk.helpers.types import Context
 
 
+# The same source object for every child of an entity, so they share one read of it.
+PERSONS = ParentSource("/persons", counts=("followers_count",))
+ORGANIZATIONS = ParentSource("/organizations", counts=("followers_count",))
+PRODUCTS = ParentSource("/products")
+
 _FLAG_TEXT = {"true": True, "1": True, "false": False, "0": False}
 
 
@@ -24,7 +29,8 @@ class PersonFollowersStream(ChangedParentsStream):
     name = "person_followers"
     path = "/persons/{id}/followers"
     primary_keys = ("person_id", "user_id")
-    parent_sources = (ParentSource("/persons"),)
+    parent_count = "followers_count"
+    parent_sources = (PERSONS,)
     parent_key = "person_id"
     replication_key = "person_update_time"
 
@@ -33,7 +39,8 @@ class OrganizationFollowersStream(ChangedParentsStream):
     name = "organization_followers"
     path = "/organizations/{id}/followers"
     primary_keys = ("organization_id", "user_id")
-    parent_sources = (ParentSource("/organizations"),)
+    parent_count = "followers_count"
+    parent_sources = (ORGANIZATIONS,)
     parent_key = "organization_id"
     replication_key = "organization_update_time"
 
@@ -42,7 +49,7 @@ class ProductFollowersStream(ChangedParentsStream):
     name = "product_followers"
     path = "/products/{id}/followers"
     primary_keys = ("product_id", "user_id")
-    parent_sources = (ParentSource("/products"),)
+    parent_sources = (PRODUCTS,)
     parent_key = "product_id"
     replication_key = "product_update_time"
 
@@ -50,7 +57,7 @@ class ProductFollowersStream(ChangedParentsStream):
 class ProductVariationsStream(ChangedParentsStream):
     name = "product_variations"
     path = "/products/{id}/variations"
-    parent_sources = (ParentSource("/products"),)
+    parent_sources = (PRODUCTS,)
     parent_key = "product_id"
     replication_key = "product_update_time"
 
@@ -64,7 +71,7 @@ class OrganizationRelationshipsStream(ChangedParentsStream, V1Stream):
     name = "organization_relationships"
     path = "/organizationRelationships"
     paged = False
-    parent_sources = (ParentSource("/organizations"),)
+    parent_sources = (ORGANIZATIONS,)
     parent_id_param = "org_id"
     replication_key = "organization_update_time"
 
@@ -90,7 +97,7 @@ class PersonFlowStream(FlowStream, V1Stream):
     name = "person_flow"
     path = "/persons/{id}/flow"
     primary_keys = ("person_id", "object", "id")
-    parent_sources = (ParentSource("/persons"),)
+    parent_sources = (PERSONS,)
     parent_key = "person_id"
     replication_key = "person_update_time"
 
@@ -101,7 +108,7 @@ class OrganizationFlowStream(FlowStream, V1Stream):
     name = "organization_flow"
     path = "/organizations/{id}/flow"
     primary_keys = ("organization_id", "object", "id")
-    parent_sources = (ParentSource("/organizations"),)
+    parent_sources = (ORGANIZATIONS,)
     parent_key = "organization_id"
     replication_key = "organization_update_time"
 
