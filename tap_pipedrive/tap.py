@@ -37,7 +37,11 @@ from tap_pipedrive.custom_fields import LOCATIONS, NAMING_MODES, FieldCatalog
 from tap_pipedrive.errors import ConfigError, PipedriveError
 from tap_pipedrive.login import DEFAULT_REDIRECT_URI
 from tap_pipedrive.output import SingerOutput
-from tap_pipedrive.prefetch import DEFAULT_MAX_PARALLEL_STREAMS, Prefetcher
+from tap_pipedrive.prefetch import (
+    DEFAULT_MAX_PARALLEL_PARENTS,
+    DEFAULT_MAX_PARALLEL_STREAMS,
+    Prefetcher,
+)
 from tap_pipedrive.progress import DEFAULT_PROGRESS_INTERVAL, Progress
 from tap_pipedrive.ratelimit import RateLimiter
 from tap_pipedrive.redact import SecretRedactor
@@ -210,6 +214,15 @@ CONFIG_SCHEMA = th.PropertiesList(
         description="How many streams fetch their pages at the same time during a sync. "
         "Records are still written one stream after the other, so output and state are "
         "the same as with 1; 1 fetches only the stream being written (one page ahead).",
+    ),
+    th.Property(
+        "max_parallel_parents",
+        th.IntegerType(minimum=1, maximum=64),
+        default=DEFAULT_MAX_PARALLEL_PARENTS,
+        title="Parents read in parallel",
+        description="How many parents (deals, persons ...) have their children requested at "
+        "the same time, within Pipedrive's burst limit. Records and state are the same as "
+        "with 1, which reads one parent after the other.",
     ),
     th.Property(
         "progress_interval_seconds",
@@ -388,7 +401,8 @@ class TapPipedrive(Tap):
     def prefetcher(self) -> Prefetcher:
         """Fetches pages ahead of the records being written (see prefetch.py)."""
         return Prefetcher(
-            int(self.config.get("max_parallel_streams") or DEFAULT_MAX_PARALLEL_STREAMS)
+            int(self.config.get("max_parallel_streams") or DEFAULT_MAX_PARALLEL_STREAMS),
+            int(self.config.get("max_parallel_parents") or DEFAULT_MAX_PARALLEL_PARENTS),
         )
 
     def _set_compatible_replication_methods(self) -> None:

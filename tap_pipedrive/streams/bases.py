@@ -456,23 +456,40 @@ class ChangedParentsStream(PipedriveStream):
         wanted = 0  # parents of the chunk whose children are requested
         done_at: tuple[datetime, list[t.Any]] | None = None
         progress = self._tap.progress  # type: ignore[attr-defined]
-        for parent in self.changed_parents(start):
-            if parent.update_time == at_bookmark and parent.id in skip:
-                progress.parents_done(self._progress, 1)
-                continue  # read by the previous run, which stopped at this very time
-            chunk.append(parent)
-            wanted += self.has_children(parent)
-            if wanted >= chunk_size:
+        prefetcher = self._tap.prefetcher  # type: ignore[attr-defined]
+        _ = self.vanished_parents  # created here, not by two fetching threads at once
+        listed = list(self.changed_parents(start))
+        if self.parents_per_request == 1 and not self.refused:
+            # Fetched ahead in parallel, written in this order (see prefetch.py).
+            prefetcher.queue_parents(
+                self,
+                [
+                    {"id": parent.id}
+                    for parent in listed
+                    if self.has_children(parent)
+                    and not (parent.update_time == at_bookmark and parent.id in skip)
+                ],
+            )
+        try:
+            for parent in listed:
+                if parent.update_time == at_bookmark and parent.id in skip:
+                    progress.parents_done(self._progress, 1)
+                    continue  # read by the previous run, which stopped at this very time
+                chunk.append(parent)
+                wanted += self.has_children(parent)
+                if wanted >= chunk_size:
+                    yield from self._children(chunk)
+                    progress.parents_done(self._progress, len(chunk))
+                    done_at = self._checkpoint(chunk, done_at)
+                    chunk, wanted = [], 0
+                if self.refused:
+                    return
+            if chunk and not self.refused:
                 yield from self._children(chunk)
                 progress.parents_done(self._progress, len(chunk))
-                done_at = self._checkpoint(chunk, done_at)
-                chunk, wanted = [], 0
-            if self.refused:
-                return
-        if chunk and not self.refused:
-            yield from self._children(chunk)
-            progress.parents_done(self._progress, len(chunk))
-            self._checkpoint(chunk, done_at)
+                self._checkpoint(chunk, done_at)
+        finally:
+            prefetcher.forget(self)
         if self.vanished_parents:
             self.logger.info(
                 "Stream %s: %d parent(s) were deleted while the sync ran; skipped",
