@@ -618,9 +618,7 @@ CHILDREN: tuple[ChildDef, ...] = (
         secondary.permission_set_assignments,
     ),
     ChildDef("deal_flow", "deals", "v1 /deals/{id}/flow", secondary.flow, "deal_id"),
-    ChildDef(
-        "deal_changelog", "deals", "v1 /deals/{id}/changelog", secondary.deal_changelog, "deal_id"
-    ),
+    ChildDef("deal_changelog", "deals", "v1 /deals/{id}/changelog", secondary.changelog, "deal_id"),
     ChildDef(
         "deal_participants",
         "deals",
@@ -629,6 +627,20 @@ CHILDREN: tuple[ChildDef, ...] = (
         "deal_id",
     ),
     ChildDef("person_flow", "persons", "v1 /persons/{id}/flow", secondary.flow, "person_id"),
+    ChildDef(
+        "person_changelog",
+        "persons",
+        "v1 /persons/{id}/changelog",
+        secondary.changelog,
+        "person_id",
+    ),
+    ChildDef(
+        "organization_changelog",
+        "organizations",
+        "v1 /organizations/{id}/changelog",
+        secondary.changelog,
+        "org_id",
+    ),
     ChildDef(
         "organization_flow",
         "organizations",

@@ -46,6 +46,7 @@ from tap_pipedrive.progress import DEFAULT_PROGRESS_INTERVAL, Progress
 from tap_pipedrive.ratelimit import RateLimiter
 from tap_pipedrive.redact import SecretRedactor
 from tap_pipedrive.streams import STREAM_TYPES
+from tap_pipedrive.streams.bases import DEFAULT_FIELD_HISTORY, FIELD_HISTORY_SOURCES
 from tap_pipedrive.streams.custom_fields import read_field_definitions
 from tap_pipedrive.transport import check_api_domain, check_url
 
@@ -214,6 +215,18 @@ CONFIG_SCHEMA = th.PropertiesList(
         description="How many streams fetch their pages at the same time during a sync. "
         "Records are still written one stream after the other, so output and state are "
         "the same as with 1; 1 fetches only the stream being written (one page ahead).",
+    ),
+    th.Property(
+        "field_history",
+        th.StringType,
+        default=DEFAULT_FIELD_HISTORY,
+        allowed_values=list(FIELD_HISTORY_SOURCES),
+        title="Source of field history",
+        description="changelog: the field changes of deals, persons and organizations from "
+        "their /changelog endpoints (streams *_changelog, 20 tokens a changed record). flow: "
+        "their /flow updates feeds instead (streams *_flow, 40 tokens a changed record), "
+        "which hold the same field changes plus activities, notes, files and mails that "
+        "have streams of their own.",
     ),
     th.Property(
         "max_parallel_parents",

@@ -23,11 +23,11 @@ PER_DEAL = {
     "deal_followers": r"^/api/v2/deals/(\d+)/followers$",
     "deal_participants": r"^/api/v1/deals/(\d+)/participants$",
     "deal_changelog": r"^/api/v1/deals/(\d+)/changelog$",
-    "deal_flow": r"^/api/v1/deals/(\d+)/flow$",
 }
 PER_PARENT = {
     **PER_DEAL,
     "person_followers": r"^/api/v2/persons/(\d+)/followers$",
+    "person_changelog": r"^/api/v1/persons/(\d+)/changelog$",
     "product_variations": r"^/api/v2/products/(\d+)/variations$",
     "note_comments": r"^/api/v1/notes/(\d+)/comments$",
     "mail_messages": r"^/api/v1/mailbox/mailThreads/(\d+)/mailMessages$",
@@ -279,3 +279,39 @@ def test_parents_whose_counts_say_nothing_are_not_requested(sandbox):
     newest = max(deals.values(), key=lambda deal: deal["update_time"])
     bookmark = result.last_state["bookmarks"]["deal_participants"]["replication_key_value"]
     assert moment(bookmark) == moment(newest["update_time"])
+
+
+def test_field_history_comes_from_one_source_only(sandbox):
+    history = {"deal_changelog", "person_changelog", "organization_changelog"}
+    flows = {"deal_flow", "person_flow", "organization_flow"}
+    result = run_tap(config_for(sandbox), streams=history | flows)
+    assert set(result.record_counts()) == history
+    assert not [r for r in sandbox.requests if r.path.endswith("/flow")]
+    assert {r.path.split("/")[3] for r in sandbox.requests if r.path.endswith("/changelog")} == {
+        "deals",
+        "persons",
+        "organizations",
+    }
+
+    # Opted in, the updates feeds replace the changelogs: their field changes are not
+    # paid for a second time.
+    sandbox.clear_requests()
+    result = run_tap(config_for(sandbox, field_history="flow"), streams=history | flows)
+    assert set(result.record_counts()) == flows
+    assert not [r for r in sandbox.requests if r.path.endswith("/changelog")]
+    expected = sandbox.expected_counts()
+    for stream in flows:
+        assert len(result.records(stream)) == expected[stream], stream
+
+
+def test_after_a_bulk_edit_of_every_person_each_changelog_is_read_once(sandbox):
+    streams = {"person_changelog", "person_followers"}
+    first = run_tap(config_for(sandbox), streams=streams)
+    persons = [p["id"] for p in sandbox.dataset["persons"] if not p.get("is_deleted")]
+    for person in persons:
+        sandbox.update_record("persons", person, label_ids=[1])
+    sandbox.clear_requests()
+    run_tap(config_for(sandbox), state=first.last_state, streams=streams)
+    read = parent_ids_requested(sandbox, PER_PARENT["person_changelog"])
+    assert sorted(read) == sorted(persons)
+    assert len(listings(sandbox, "/api/v2/persons")) == 1

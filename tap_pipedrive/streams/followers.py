@@ -11,7 +11,12 @@ import typing as t
 from functools import cached_property
 
 from tap_pipedrive.client import PipedriveStream, V1Stream
-from tap_pipedrive.streams.bases import ChangedParentsStream, FlowStream, ParentSource
+from tap_pipedrive.streams.bases import (
+    ChangedParentsStream,
+    ChangelogStream,
+    FlowStream,
+    ParentSource,
+)
 
 if t.TYPE_CHECKING:
     from singer_sdk.helpers.types import Context
@@ -91,6 +96,28 @@ class OrganizationRelationshipsStream(ChangedParentsStream, V1Stream):
         return super().post_process(row, context)
 
 
+class PersonChangelogStream(ChangelogStream):
+    """Field-value history of each changed person (20 tokens a person)."""
+
+    name = "person_changelog"
+    path = "/persons/{id}/changelog"
+    primary_keys = ("person_id", "field_key", "time")
+    parent_sources = (PERSONS,)
+    parent_key = "person_id"
+    replication_key = "person_update_time"
+
+
+class OrganizationChangelogStream(ChangelogStream):
+    """Field-value history of each changed organization (20 tokens an organization)."""
+
+    name = "organization_changelog"
+    path = "/organizations/{id}/changelog"
+    primary_keys = ("organization_id", "field_key", "time")
+    parent_sources = (ORGANIZATIONS,)
+    parent_key = "organization_id"
+    replication_key = "organization_update_time"
+
+
 class PersonFlowStream(FlowStream, V1Stream):
     """The updates feed of each changed person (40 tokens a person)."""
 
@@ -119,6 +146,8 @@ FOLLOWER_STREAMS: tuple[type[PipedriveStream], ...] = (
     ProductFollowersStream,
     ProductVariationsStream,
     OrganizationRelationshipsStream,
+    PersonChangelogStream,
+    OrganizationChangelogStream,
     PersonFlowStream,
     OrganizationFlowStream,
 )
