@@ -17,6 +17,7 @@ from datetime import datetime
 import pytest
 
 from pipedrive_sandbox import Sandbox
+from tap_pipedrive.streams.bases import decode_counts, encode_counts
 from tests.tap_runner import run_cli, run_tap
 
 PER_DEAL = {
@@ -134,6 +135,14 @@ def test_children_follow_only_changed_parents(sandbox):
     changed_deals = {deals[0]["id"], deals[7]["id"], archived["id"]}
     for deal_id in changed_deals:
         sandbox.update_record("deals", deal_id, title="Changed after the first sync")
+    # Followers and participants are read again only where their counts changed.
+    recounted = deals[7]
+    sandbox.update_record(
+        "deals",
+        recounted["id"],
+        followers_count=recounted["followers_count"] + 1,
+        participants_count=recounted["participants_count"] + 1,
+    )
     person = sandbox.dataset["persons"][2]["id"]
     product = sandbox.dataset["products"][1]["id"]
     note = sandbox.dataset["notes"][4]["id"]
@@ -150,9 +159,12 @@ def test_children_follow_only_changed_parents(sandbox):
     sandbox.clear_requests()
     second = run_tap(config, state=quiet.last_state, streams=CHILDREN)
     for stream in PER_DEAL:
-        assert sorted(parent_ids_requested(sandbox, PER_DEAL[stream])) == sorted(changed_deals)
-        assert {row["deal_id"] for row in second.records(stream)} <= changed_deals
-    assert parent_ids_requested(sandbox, PER_PARENT["person_followers"]) == [person]
+        asked = changed_deals if stream == "deal_changelog" else {recounted["id"]}
+        assert sorted(parent_ids_requested(sandbox, PER_DEAL[stream])) == sorted(asked), stream
+        assert {row["deal_id"] for row in second.records(stream)} <= asked
+    # The person's followers_count did not change: only the history is read again.
+    assert parent_ids_requested(sandbox, PER_PARENT["person_followers"]) == []
+    assert parent_ids_requested(sandbox, PER_PARENT["person_changelog"]) == [person]
     assert parent_ids_requested(sandbox, PER_PARENT["product_variations"]) == [product]
     assert parent_ids_requested(sandbox, PER_PARENT["note_comments"]) == [note]
     assert parent_ids_requested(sandbox, PER_PARENT["mail_messages"]) == [thread]
@@ -304,14 +316,35 @@ def test_field_history_comes_from_one_source_only(sandbox):
         assert len(result.records(stream)) == expected[stream], stream
 
 
-def test_after_a_bulk_edit_of_every_person_each_changelog_is_read_once(sandbox):
+def test_after_a_bulk_edit_of_every_person_only_the_changelogs_are_read(sandbox):
     streams = {"person_changelog", "person_followers"}
     first = run_tap(config_for(sandbox), streams=streams)
-    persons = [p["id"] for p in sandbox.dataset["persons"] if not p.get("is_deleted")]
+    persons = [p for p in sandbox.dataset["persons"] if not p.get("is_deleted")]
+    assert len(parent_ids_requested(sandbox, PER_PARENT["person_followers"])) == len(persons)
     for person in persons:
-        sandbox.update_record("persons", person, label_ids=[1])
+        sandbox.update_record("persons", person["id"], label_ids=[1])
+    # One person also gained a follower: the only follower list worth reading again.
+    gained = persons[5]
+    sandbox.update_record("persons", gained["id"], followers_count=gained["followers_count"] + 1)
     sandbox.clear_requests()
-    run_tap(config_for(sandbox), state=first.last_state, streams=streams)
+    second = run_tap(config_for(sandbox), state=first.last_state, streams=streams)
+    # The change history did change: every person's changelog is read, once.
     read = parent_ids_requested(sandbox, PER_PARENT["person_changelog"])
-    assert sorted(read) == sorted(persons)
+    assert sorted(read) == sorted(person["id"] for person in persons)
+    assert parent_ids_requested(sandbox, PER_PARENT["person_followers"]) == [gained["id"]]
     assert len(listings(sandbox, "/api/v2/persons")) == 1
+    # Both bookmarks moved past the edit, and a third run reads nothing more.
+    newest = max(moment(p["update_time"]) for p in sandbox.dataset["persons"])
+    for stream in streams:
+        bookmark = second.last_state["bookmarks"][stream]["replication_key_value"]
+        assert moment(bookmark) == newest, stream
+    sandbox.clear_requests()
+    run_tap(config_for(sandbox), state=second.last_state, streams=streams)
+    assert parent_ids_requested(sandbox, PER_PARENT["person_followers"]) == []
+
+
+def test_remembered_counts_survive_the_state_and_garbage_is_ignored():
+    counts = {7: 2, 3: 1, 120_000: 5}
+    assert decode_counts(encode_counts(counts)) == counts
+    for garbage in (None, "", 12, "not base64!", "AAAA", encode_counts(counts)[:-4]):
+        assert decode_counts(garbage) == {}

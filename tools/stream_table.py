@@ -134,8 +134,11 @@ def _notes(stream: type[PipedriveStream]) -> str:
             "field changes plus activities, notes, files and mails; only with "
             "`field_history: flow`, instead of the changelog"
         )
-    if getattr(stream, "parent_count", None):
-        notes.append(f"parents whose `{stream.parent_count}` is 0 are not requested")
+    count = getattr(stream, "parent_count", None)
+    if count and getattr(stream, "skip_unchanged_counts", False):
+        notes.append(f"read for a changed parent only when its `{count}` is not 0 and changed")
+    elif count:
+        notes.append(f"parents whose `{count}` is 0 are not requested")
     if not getattr(stream, "selected_by_default", True):
         notes.append("not selected by default")
     if stream.custom_fields_entity is not None:

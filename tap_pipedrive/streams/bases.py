@@ -10,11 +10,13 @@
 
 from __future__ import annotations
 
+import base64
 import heapq
 import json
 import threading
 import typing as t
 import weakref
+import zlib
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from functools import cached_property
@@ -240,6 +242,36 @@ def parent_lists(tap: t.Any) -> ParentLists:
         return found
 
 
+def encode_counts(counts: dict[t.Any, int]) -> str:
+    """Parent counts as a short text: sorted integer ids as deltas, compressed."""
+    ids = sorted(key for key in counts if isinstance(key, int) and not isinstance(key, bool))
+    pairs, previous = [], 0
+    for key in ids:
+        pairs.append(f"{key - previous}:{counts[key]}")
+        previous = key
+    return base64.b64encode(zlib.compress(",".join(pairs).encode("ascii"), 9)).decode("ascii")
+
+
+def decode_counts(text: t.Any) -> dict[t.Any, int]:
+    """The counts of ``encode_counts``; {} for anything else (every parent is then read)."""
+    if not isinstance(text, str) or not text:
+        return {}
+    try:
+        # Bounded: the state is input like any other (a million parents fit easily).
+        inflater = zlib.decompressobj()
+        raw = inflater.decompress(base64.b64decode(text, validate=True), 1 << 26)
+        if not inflater.eof:
+            return {}  # cut short (or larger than any real account's)
+        counts, previous = {}, 0
+        for pair in raw.decode("ascii").split(","):
+            delta, count = pair.split(":")
+            previous += int(delta)
+            counts[previous] = int(count)
+    except (ValueError, zlib.error):
+        return {}
+    return counts
+
+
 class ParentReader(PipedriveStream):
     """Reads a parent list for a child stream; never synced as a stream of its own."""
 
@@ -293,6 +325,11 @@ class ChangedParentsStream(PipedriveStream):
     # The ``*_count`` field of the parent's list row that counts this stream's rows; a
     # parent whose count is 0 is not requested (its bookmark still moves past it).
     parent_count: t.ClassVar[str | None] = None
+    # Also skip a changed parent whose count is the one it had when its children were last
+    # read (followers, participants: rows that only come and go). The state keeps those
+    # counts, compressed. A bulk edit of every parent then reads no children; a swap of
+    # one row for another is left to a full re-sync.
+    skip_unchanged_counts: t.ClassVar[bool] = False
     # Parents whose children are read between two state messages.
     parents_per_checkpoint: t.ClassVar[int] = 25
     # Children are emitted in parent order, which this class guarantees on parsed times.
@@ -381,10 +418,30 @@ class ChangedParentsStream(PipedriveStream):
         progress.listing_done(self._progress)
 
     def has_children(self, parent: Parent) -> bool:
-        """False when the parent's list row says this stream has nothing to read for it."""
+        """False when the parent's list row says this stream has nothing (new) to read."""
         if self.parent_count is None:
             return True
-        return parent.count(self.parent_count) != 0
+        count = parent.count(self.parent_count)
+        if count is None:
+            return True
+        if count == 0:
+            return False
+        return not (self.skip_unchanged_counts and self._counts_read.get(parent.id) == count)
+
+    @cached_property
+    def _counts_read(self) -> dict[t.Any, int]:
+        """Parent id -> the count its children were last read at (see skip_unchanged_counts)."""
+        return {}
+
+    def _note_counts(self, chunk: list[Parent]) -> None:
+        if not self.skip_unchanged_counts or self.parent_count is None:
+            return
+        for parent in chunk:
+            count = parent.count(self.parent_count)
+            if count:
+                self._counts_read[parent.id] = count
+            else:
+                self._counts_read.pop(parent.id, None)
 
     # --- children ------------------------------------------------------------------------
     def get_starting_replication_key_value(self, context: Context | None) -> t.Any:
@@ -458,6 +515,8 @@ class ChangedParentsStream(PipedriveStream):
         chunk_size = max(self.parents_per_request, 1)
         if chunk_size == 1:
             chunk_size = self.parents_per_checkpoint
+        if self.skip_unchanged_counts:
+            self._counts_read.update(decode_counts(state.get("parent_counts")))
         chunk: list[Parent] = []
         wanted = 0  # parents of the chunk whose children are requested
         done_at: tuple[datetime, list[t.Any]] | None = None
@@ -486,14 +545,28 @@ class ChangedParentsStream(PipedriveStream):
                 if wanted >= chunk_size:
                     yield from self._children(chunk)
                     progress.parents_done(self._progress, len(chunk))
+                    self._note_counts(chunk)
                     done_at = self._checkpoint(chunk, done_at)
                     chunk, wanted = [], 0
                 if self.refused:
                     return
-            if chunk and not self.refused:
+            if self.refused:
+                return
+            if chunk:
                 yield from self._children(chunk)
                 progress.parents_done(self._progress, len(chunk))
+                if self.refused:
+                    return
+                self._note_counts(chunk)
+            if self.skip_unchanged_counts and listed:
+                # Written once the stream is through: a run that stops early keeps the
+                # counts of the run before (a changed parent is then read again).
+                state["parent_counts"] = encode_counts(self._counts_read)
+            if chunk:
                 self._checkpoint(chunk, done_at)
+            elif self.skip_unchanged_counts and listed:
+                self.state_manager.is_flushed = False
+                self._write_state_message()
         finally:
             prefetcher.forget(self)
         if self.vanished_parents:

@@ -50,12 +50,14 @@ class DealFollowersStream(DealChildStream):
     path = "/deals/{id}/followers"
     primary_keys = ("deal_id", "user_id")
     parent_count = "followers_count"
+    skip_unchanged_counts = True
 
 
 class DealParticipantsStream(DealChildStream, V1Stream):
     name = "deal_participants"
     path = "/deals/{id}/participants"
     parent_count = "participants_count"
+    skip_unchanged_counts = True
 
 
 class DealChangelogStream(DealChildStream, ChangelogStream):

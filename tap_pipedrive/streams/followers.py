@@ -35,6 +35,7 @@ class PersonFollowersStream(ChangedParentsStream):
     path = "/persons/{id}/followers"
     primary_keys = ("person_id", "user_id")
     parent_count = "followers_count"
+    skip_unchanged_counts = True
     parent_sources = (PERSONS,)
     parent_key = "person_id"
     replication_key = "person_update_time"
@@ -45,6 +46,7 @@ class OrganizationFollowersStream(ChangedParentsStream):
     path = "/organizations/{id}/followers"
     primary_keys = ("organization_id", "user_id")
     parent_count = "followers_count"
+    skip_unchanged_counts = True
     parent_sources = (ORGANIZATIONS,)
     parent_key = "organization_id"
     replication_key = "organization_update_time"
