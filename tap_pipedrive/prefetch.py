@@ -37,7 +37,7 @@ from tap_pipedrive.client import PipedriveStream, forget_json, response_head
 from tap_pipedrive.errors import StreamUnavailable
 
 if t.TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Iterable, Iterator
 
     import requests
     from singer_sdk import Tap
@@ -198,9 +198,11 @@ class Prefetcher:
     ) -> None:
         self.max_parallel_streams = max(1, int(max_parallel_streams))
         self.max_parallel_parents = max(1, int(max_parallel_parents))
-        # Per-parent partitions queued by a child stream, in the order it will write them,
-        # and those started ahead of it (by key) until the main thread takes them.
-        self._queued: deque[PageJob] = deque()
+        # The per-parent partitions a child stream will write, in that order, made into
+        # jobs only when they start (a first sync may queue 100,000 parents); and those
+        # started ahead of the main thread (by key) until it takes them.
+        self._queued: Iterator[PageJob] | None = None
+        self._queued_for: PipedriveStream | None = None
         self._ahead: dict[str, PageJob] = {}
         self.cond = threading.Condition(threading.Lock())
         self.ahead_bytes = 0
@@ -231,17 +233,17 @@ class Prefetcher:
     def stop(self) -> None:
         """Cancel every job not being written (a failed or finished sync)."""
         with self.cond:
-            for job in [*self._plan, *self._queued, *self._ahead.values()]:
+            for job in [*self._plan, *self._ahead.values()]:
                 if not job.current:
                     self._cancel(job)
-            self._queued.clear()
+            self._queued = self._queued_for = None
             self._ahead.clear()
             self._plan = []
             self._position = self._next_start = 0
             self.cond.notify_all()
 
     # --- main thread -------------------------------------------------------------------------
-    def queue_parents(self, stream: PipedriveStream, contexts: list[Context]) -> None:
+    def queue_parents(self, stream: PipedriveStream, contexts: Iterable[Context]) -> None:
         """Fetch these partitions of a child stream ahead, in this order (the write order).
 
         Each must then be read through ``pages`` in the same order, or let go with
@@ -250,17 +252,19 @@ class Prefetcher:
         if self.max_parallel_parents <= 1:
             return
         with self.cond:
-            self._queued.extend(PageJob(self, stream, context, None) for context in contexts)
+            self._queued = (PageJob(self, stream, context, None) for context in contexts)
+            self._queued_for = stream
             self._fill()
 
     def forget(self, stream: PipedriveStream) -> None:
         """Cancel the queued partitions of ``stream`` it will not read (a refusal, an error)."""
         with self.cond:
-            for job in [*self._queued, *self._ahead.values()]:
+            for job in self._ahead.values():
                 if job.stream is stream and not job.current:
                     self._cancel(job)
-            self._queued = deque(job for job in self._queued if job.stream is not stream)
             self._ahead = {k: j for k, j in self._ahead.items() if j.stream is not stream}
+            if self._queued_for is stream:
+                self._queued = self._queued_for = None
 
     def pages(self, stream: PipedriveStream, context: Context | None) -> Iterator[Page]:
         """The pages of one stream partition, fetched one request ahead (or more)."""
@@ -304,13 +308,14 @@ class Prefetcher:
     def _take_queued(self, stream: PipedriveStream, key: str) -> PageJob | None:
         """The queued job of this partition, started or not; None if it was not queued."""
         job = self._ahead.pop(key, None)
-        if job is None and self._queued and self._queued[0].key == key:
-            job = self._queued.popleft()
-        if job is None and any(j.key == key and j.stream is stream for j in self._queued):
-            # Read out of the queued order: what was queued before it is not wanted.
-            while self._queued and self._queued[0].key != key:
-                self._cancel(self._queued.popleft())
-            job = self._queued.popleft()
+        if job is None and self._queued is not None and self._queued_for is stream:
+            # Not started yet (the window was full): the next one in the queue.
+            job = next(self._queued, None)
+            if job is not None and job.key != key:
+                # Read out of the queued order: the queue no longer says what comes next.
+                self._cancel(job)
+                job = None
+                self._queued = self._queued_for = None
         return job
 
     def _make_current(self, job: PageJob) -> None:
@@ -348,13 +353,16 @@ class Prefetcher:
         # Parents: the ones started and not yet taken by the main thread count, finished
         # or not, so their buffered pages stay bounded too.
         while (
-            self._queued
+            self._queued is not None
             and len(self._ahead) < self.max_parallel_parents - 1
             and self.ahead_bytes < AHEAD_BUDGET_BYTES
         ):
-            job = self._queued.popleft()
-            self._ahead[job.key] = job
-            job.start()
+            parent_job = next(self._queued, None)
+            if parent_job is None:
+                self._queued = self._queued_for = None
+                break
+            self._ahead[parent_job.key] = parent_job
+            parent_job.start()
             self.jobs_started_ahead += 1
 
     def _job_finished(self, job: PageJob) -> None:

@@ -528,12 +528,12 @@ class ChangedParentsStream(PipedriveStream):
             # Fetched ahead in parallel, written in this order (see prefetch.py).
             prefetcher.queue_parents(
                 self,
-                [
+                (
                     {"id": parent.id}
                     for parent in listed
                     if self.has_children(parent)
                     and not (parent.update_time == at_bookmark and parent.id in skip)
-                ],
+                ),
             )
         try:
             for parent in listed:
