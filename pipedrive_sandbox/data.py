@@ -231,6 +231,9 @@ class Table:
         if entity.flat_field_set is not None:
             pool = world.custom_value_pool(entity.flat_field_set)
             record.update(pool[int(rng.random() * len(pool))][1])
+        for count_field, child in CHILD_COUNTS.get(entity.name, ()):
+            # As in Pipedrive, a count on the parent's row matches the child list it counts.
+            record[count_field] = len(world.children[child].rows_for_pos(pos))
         ordered = {name: record.pop(name) for name in plan.order if name in record}
         ordered.update(record)
         return ordered
@@ -622,9 +625,7 @@ CHILDREN: tuple[ChildDef, ...] = (
         secondary.permission_set_assignments,
     ),
     ChildDef("deal_flow", "deals", "v1 /deals/{id}/flow", secondary.flow, "deal_id"),
-    ChildDef(
-        "deal_changelog", "deals", "v1 /deals/{id}/changelog", secondary.deal_changelog, "deal_id"
-    ),
+    ChildDef("deal_changelog", "deals", "v1 /deals/{id}/changelog", secondary.changelog, "deal_id"),
     ChildDef(
         "deal_participants",
         "deals",
@@ -633,6 +634,20 @@ CHILDREN: tuple[ChildDef, ...] = (
         "deal_id",
     ),
     ChildDef("person_flow", "persons", "v1 /persons/{id}/flow", secondary.flow, "person_id"),
+    ChildDef(
+        "person_changelog",
+        "persons",
+        "v1 /persons/{id}/changelog",
+        secondary.changelog,
+        "person_id",
+    ),
+    ChildDef(
+        "organization_changelog",
+        "organizations",
+        "v1 /organizations/{id}/changelog",
+        secondary.changelog,
+        "org_id",
+    ),
     ChildDef(
         "organization_flow",
         "organizations",
@@ -671,6 +686,16 @@ CHILDREN: tuple[ChildDef, ...] = (
         secondary.product_variations,
     ),
 )
+# Parent entity -> (its ``*_count`` field, the child list that field counts).
+CHILD_COUNTS: dict[str, tuple[tuple[str, str], ...]] = {
+    "deals": (
+        ("followers_count", "deal_followers"),
+        ("participants_count", "deal_participants"),
+        ("products_count", "deal_products"),
+    ),
+    "persons": (("followers_count", "person_followers"),),
+    "organizations": (("followers_count", "organization_followers"),),
+}
 # The tap's field metadata stream: no API entity, counted from the field sets.
 CUSTOM_FIELDS_STREAM = "custom_fields"
 # entity name -> (field set, item style)

@@ -285,6 +285,14 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         parent="deals",
     ),
     _v1("/persons/{id}/flow", "person_flow", "offset", "flat", 40, parent="persons"),
+    _v1("/persons/{id}/changelog", "person_changelog", "cursor", "cursor", parent="persons"),
+    _v1(
+        "/organizations/{id}/changelog",
+        "organization_changelog",
+        "cursor",
+        "cursor",
+        parent="organizations",
+    ),
     _v1(
         "/organizations/{id}/flow",
         "organization_flow",

@@ -602,28 +602,44 @@ FLOW_OBJECTS = {
 }
 
 
+# The field history of each entity, as its /changelog lists it.
+CHANGELOGS = {
+    "deals": "deal_changelog",
+    "persons": "person_changelog",
+    "organizations": "organization_changelog",
+}
+CHANGED_FIELDS = {
+    "deals": ("stage_id", "value", "title", "status"),
+    "persons": ("name", "owner_id", "org_id", "label"),
+    "organizations": ("name", "owner_id", "address", "label"),
+}
+
+
 def flow(world: World, rng: random.Random, parent: Row, table: Table) -> list[dict[str, Any]]:
+    """The updates feed: the parent's field changes (exactly its changelog) plus other items."""
     change = FLOW_OBJECTS[table.entity.name]
     rows: list[dict[str, Any]] = []
-    for index in range(_count(rng, 1, 5)):
+    history = world.children[CHANGELOGS[table.entity.name]].rows_for_pos(parent.pos)
+    for index, entry in enumerate(history):
+        data: dict[str, Any] = {
+            "id": parent.id * 16 + index,
+            "item_id": parent.id,
+            "user_id": entry["actor_user_id"],
+            "field_key": entry["field_key"],
+            "old_value": entry["old_value"],
+            "new_value": entry["new_value"],
+            "is_bulk_update_flag": None,
+            "log_time": entry["time"],
+            "change_source": "app",
+            "change_source_user_agent": None,
+            "additional_data": [],
+        }
+        rows.append({"object": change, "timestamp": entry["time"], "data": data})
+    for index in range(len(history), len(history) + _count(rng, 0, 3)):
         when = between(rng, parent.add_ts, parent.upd_ts)
-        kind = (change, "note", "activity", "file")[int(rng.random() * 4)]
+        kind = ("note", "activity", "file")[int(rng.random() * 3)]
         item_id = parent.id * 16 + index
-        if kind == change:
-            data: dict[str, Any] = {
-                "id": item_id,
-                "item_id": parent.id,
-                "user_id": ref(rng, world, "users"),
-                "field_key": ("stage_id", "value", "title", "owner_id")[index % 4],
-                "old_value": str(index),
-                "new_value": str(index + 1),
-                "is_bulk_update_flag": None,
-                "log_time": fmt_v1(when),
-                "change_source": "app",
-                "change_source_user_agent": None,
-                "additional_data": [],
-            }
-        elif kind == "note":
+        if kind == "note":
             data = {
                 "id": item_id,
                 "content": PHRASES[index % len(PHRASES)],
@@ -647,12 +663,13 @@ def flow(world: World, rng: random.Random, parent: Row, table: Table) -> list[di
     return rows
 
 
-def deal_changelog(world: World, rng: random.Random, parent: Row, table: Table) -> list[dict]:
+def changelog(world: World, rng: random.Random, parent: Row, table: Table) -> list[dict]:
+    fields = CHANGED_FIELDS[table.entity.name]
     rows = []
     for index in range(_count(rng, 0, 4)):
         rows.append(
             {
-                "field_key": ("stage_id", "value", "title", "status")[index % 4],
+                "field_key": fields[index % 4],
                 "old_value": None if index == 0 else str(index),
                 "new_value": str(index + 1),
                 "actor_user_id": ref(rng, world, "users"),

@@ -32,12 +32,21 @@ if str(REPO_ROOT) not in sys.path:
     # Run as a file (python scripts/demo.py), so the repository root is not on the path.
     sys.path.insert(0, str(REPO_ROOT))
 
+from tap_pipedrive.streams import STREAM_TYPES  # noqa: E402
 from tests.support.meltano import (  # noqa: E402
     MeltanoUnavailableError,
     clean_environment,
     find_meltano,
     sandbox_tap_environment,
 )
+
+# Streams the project's settings leave out (mail is on in meltano.yml; field history comes
+# from the changelogs, the updates feeds only with field_history: flow).
+NOT_READ = {
+    str(vars(stream)["name"])  # declared on every stream class
+    for stream in STREAM_TYPES
+    if not stream.enabled({"include_mail_messages": True})
+}
 
 WORK_DIR = REPO_ROOT / ".demo"
 DEFAULT_DATABASE = REPO_ROOT / "output" / "demo" / "pipedrive.db"
@@ -138,7 +147,7 @@ def stop_process_group(process: subprocess.Popen[str]) -> None:
 def expected_counts(sandbox_url: str) -> dict[str, int]:
     with urllib.request.urlopen(f"{sandbox_url}/_sandbox/counts", timeout=30) as response:  # noqa: S310 - loopback URL printed by our own sandbox
         counts = json.load(response)
-    return {str(stream): int(count) for stream, count in counts.items()}
+    return {str(stream): int(count) for stream, count in counts.items() if stream not in NOT_READ}
 
 
 def remove_previous_database(database: Path) -> None:

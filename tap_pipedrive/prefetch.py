@@ -7,6 +7,10 @@ Two kinds of overlap, neither visible in the output:
   processed and written. The SDK paginator still decides every next page.
 - Across streams: during a full sync, up to ``max_parallel_streams - 1`` of the streams
   still to come fetch their pages in background threads.
+- Across the parents of a child stream: the stream queues the parents it will read, and
+  up to ``max_parallel_parents - 1`` of the parents after the one being written fetch
+  their pages in background threads (the per-parent phase is mostly waiting on the
+  network; the shared pacer in ratelimit.py keeps all threads inside the burst window).
 
 Only the main thread writes Singer messages, one stream after the other in the order the
 SDK syncs them, so SCHEMA, RECORD and STATE messages keep their usual sequence and every
@@ -33,7 +37,7 @@ from tap_pipedrive.client import PipedriveStream, forget_json, response_head
 from tap_pipedrive.errors import StreamUnavailable
 
 if t.TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Iterable, Iterator
 
     import requests
     from singer_sdk import Tap
@@ -44,6 +48,9 @@ PAGES_AHEAD = 1
 # Raw response bytes that streams waiting their turn may hold in total.
 AHEAD_BUDGET_BYTES = 48 * 1024 * 1024
 DEFAULT_MAX_PARALLEL_STREAMS = 4
+# Parents whose children are fetched at the same time: enough to fill a Premium API-token
+# burst window (100 requests in 2 s) at about 150 ms a request.
+DEFAULT_MAX_PARALLEL_PARENTS = 8
 SWITCH_INTERVAL = 0.001
 
 _END = object()
@@ -184,8 +191,19 @@ class PageJob:
 class Prefetcher:
     """Schedules page fetching for one tap; shared by its streams."""
 
-    def __init__(self, max_parallel_streams: int = DEFAULT_MAX_PARALLEL_STREAMS) -> None:
+    def __init__(
+        self,
+        max_parallel_streams: int = DEFAULT_MAX_PARALLEL_STREAMS,
+        max_parallel_parents: int = DEFAULT_MAX_PARALLEL_PARENTS,
+    ) -> None:
         self.max_parallel_streams = max(1, int(max_parallel_streams))
+        self.max_parallel_parents = max(1, int(max_parallel_parents))
+        # The per-parent partitions a child stream will write, in that order, made into
+        # jobs only when they start (a first sync may queue 100,000 parents); and those
+        # started ahead of the main thread (by key) until it takes them.
+        self._queued: Iterator[PageJob] | None = None
+        self._queued_for: PipedriveStream | None = None
+        self._ahead: dict[str, PageJob] = {}
         self.cond = threading.Condition(threading.Lock())
         self.ahead_bytes = 0
         self._plan: list[PageJob] = []
@@ -204,7 +222,7 @@ class Prefetcher:
                     continue
                 for partition in stream.partitions or [{}]:
                     context = partition or None  # as the SDK passes it
-                    start = _future_starting_value(stream, context)
+                    start = future_starting_value(stream, context)
                     plan.append(PageJob(self, stream, context, start))
         with self.cond:
             self._plan = plan
@@ -215,14 +233,39 @@ class Prefetcher:
     def stop(self) -> None:
         """Cancel every job not being written (a failed or finished sync)."""
         with self.cond:
-            for job in self._plan:
+            for job in [*self._plan, *self._ahead.values()]:
                 if not job.current:
                     self._cancel(job)
+            self._queued = self._queued_for = None
+            self._ahead.clear()
             self._plan = []
             self._position = self._next_start = 0
             self.cond.notify_all()
 
     # --- main thread -------------------------------------------------------------------------
+    def queue_parents(self, stream: PipedriveStream, contexts: Iterable[Context]) -> None:
+        """Fetch these partitions of a child stream ahead, in this order (the write order).
+
+        Each must then be read through ``pages`` in the same order, or let go with
+        ``forget``. Their requests start from no bookmark (a parent has none of its own).
+        """
+        if self.max_parallel_parents <= 1:
+            return
+        with self.cond:
+            self._queued = (PageJob(self, stream, context, None) for context in contexts)
+            self._queued_for = stream
+            self._fill()
+
+    def forget(self, stream: PipedriveStream) -> None:
+        """Cancel the queued partitions of ``stream`` it will not read (a refusal, an error)."""
+        with self.cond:
+            for job in self._ahead.values():
+                if job.stream is stream and not job.current:
+                    self._cancel(job)
+            self._ahead = {k: j for k, j in self._ahead.items() if j.stream is not stream}
+            if self._queued_for is stream:
+                self._queued = self._queued_for = None
+
     def pages(self, stream: PipedriveStream, context: Context | None) -> Iterator[Page]:
         """The pages of one stream partition, fetched one request ahead (or more)."""
         key = context_key(stream.name, context)
@@ -231,8 +274,8 @@ class Prefetcher:
             stream.get_starting_replication_key_value(context) if stream.replication_key else None
         )
         with self.cond:
-            job = None
-            for index in range(self._position, len(self._plan)):
+            job = self._take_queued(stream, key)
+            for index in range(self._position, len(self._plan) if job is None else 0):
                 if self._plan[index].key == key:
                     job = self._plan[index]
                     # Jobs planned before it will not be written any more.
@@ -268,6 +311,19 @@ class Prefetcher:
         return job is not None and not job.current
 
     # --- bookkeeping (under self.cond) ---------------------------------------------------------
+    def _take_queued(self, stream: PipedriveStream, key: str) -> PageJob | None:
+        """The queued job of this partition, started or not; None if it was not queued."""
+        job = self._ahead.pop(key, None)
+        if job is None and self._queued is not None and self._queued_for is stream:
+            # Not started yet (the window was full): the next one in the queue.
+            job = next(self._queued, None)
+            if job is not None and job.key != key:
+                # Read out of the queued order: the queue no longer says what comes next.
+                self._cancel(job)
+                job = None
+                self._queued = self._queued_for = None
+        return job
+
     def _make_current(self, job: PageJob) -> None:
         job.current = True
         self.ahead_bytes -= job.buffered_bytes
@@ -300,6 +356,20 @@ class Prefetcher:
             job.start()
             self.jobs_started_ahead += 1
             running_ahead += 1
+        # Parents: the ones started and not yet taken by the main thread count, finished
+        # or not, so their buffered pages stay bounded too.
+        while (
+            self._queued is not None
+            and len(self._ahead) < self.max_parallel_parents - 1
+            and self.ahead_bytes < AHEAD_BUDGET_BYTES
+        ):
+            parent_job = next(self._queued, None)
+            if parent_job is None:
+                self._queued = self._queued_for = None
+                break
+            self._ahead[parent_job.key] = parent_job
+            parent_job.start()
+            self.jobs_started_ahead += 1
 
     def _job_finished(self, job: PageJob) -> None:
         with self.cond:
@@ -335,7 +405,7 @@ def _plannable(stream: t.Any) -> t.TypeGuard[PipedriveStream]:
     )
 
 
-def _future_starting_value(stream: PipedriveStream, context: Context | None) -> t.Any:
+def future_starting_value(stream: PipedriveStream, context: Context | None) -> t.Any:
     """The starting bookmark the SDK will settle on when this partition's turn comes.
 
     Mirrors ``StreamStateManager.write_starting_replication_value`` without writing, so

@@ -40,12 +40,20 @@ from tap_pipedrive.errors import ConfigError, PipedriveError
 from tap_pipedrive.estimate import estimate as estimate_cost
 from tap_pipedrive.login import DEFAULT_REDIRECT_URI
 from tap_pipedrive.output import SingerOutput
-from tap_pipedrive.prefetch import DEFAULT_MAX_PARALLEL_STREAMS, Prefetcher
+from tap_pipedrive.prefetch import (
+    DEFAULT_MAX_PARALLEL_PARENTS,
+    DEFAULT_MAX_PARALLEL_STREAMS,
+    Prefetcher,
+)
 from tap_pipedrive.progress import DEFAULT_PROGRESS_INTERVAL, Progress
 from tap_pipedrive.ratelimit import RateLimiter
 from tap_pipedrive.redact import SecretRedactor
 from tap_pipedrive.streams import STREAM_TYPES
-from tap_pipedrive.streams.bases import ChangedParentsStream
+from tap_pipedrive.streams.bases import (
+    DEFAULT_FIELD_HISTORY,
+    FIELD_HISTORY_SOURCES,
+    ChangedParentsStream,
+)
 from tap_pipedrive.streams.core import UsersStream
 from tap_pipedrive.streams.custom_fields import read_field_definitions
 from tap_pipedrive.sweeps import DEFAULT_SWEEP_INTERVAL_DAYS, plan_full_reads
@@ -216,6 +224,27 @@ CONFIG_SCHEMA = th.PropertiesList(
         description="How many streams fetch their pages at the same time during a sync. "
         "Records are still written one stream after the other, so output and state are "
         "the same as with 1; 1 fetches only the stream being written (one page ahead).",
+    ),
+    th.Property(
+        "field_history",
+        th.StringType,
+        default=DEFAULT_FIELD_HISTORY,
+        allowed_values=list(FIELD_HISTORY_SOURCES),
+        title="Source of field history",
+        description="changelog: the field changes of deals, persons and organizations from "
+        "their /changelog endpoints (streams *_changelog, 20 tokens a changed record). flow: "
+        "their /flow updates feeds instead (streams *_flow, 40 tokens a changed record), "
+        "which hold the same field changes plus activities, notes, files and mails that "
+        "have streams of their own.",
+    ),
+    th.Property(
+        "max_parallel_parents",
+        th.IntegerType(minimum=1, maximum=64),
+        default=DEFAULT_MAX_PARALLEL_PARENTS,
+        title="Parents read in parallel",
+        description="How many parents (deals, persons ...) have their children requested at "
+        "the same time, within Pipedrive's burst limit. Records and state are the same as "
+        "with 1, which reads one parent after the other.",
     ),
     th.Property(
         "progress_interval_seconds",
@@ -481,7 +510,8 @@ class TapPipedrive(Tap):
     def prefetcher(self) -> Prefetcher:
         """Fetches pages ahead of the records being written (see prefetch.py)."""
         return Prefetcher(
-            int(self.config.get("max_parallel_streams") or DEFAULT_MAX_PARALLEL_STREAMS)
+            int(self.config.get("max_parallel_streams") or DEFAULT_MAX_PARALLEL_STREAMS),
+            int(self.config.get("max_parallel_parents") or DEFAULT_MAX_PARALLEL_PARENTS),
         )
 
     def _set_compatible_replication_methods(self) -> None:

@@ -165,8 +165,9 @@ def test_summary_matches_the_records_and_requests_of_a_sync(sandbox, caplog):
     # Every request the sandbox answered during the sync is in some stream's calls.
     calls = sum(calls for _, calls in rows.values()) - before["calls"]
     assert calls == len(sandbox.requests) - before["requests"]
-    # Per-parent streams make one call per deal.
-    assert rows["deal_participants"][1] >= counts["deals"]
+    # Per-parent streams make one call per deal that has participants (its row says).
+    with_participants = [d for d in sandbox.dataset["deals"] if d.get("participants_count")]
+    assert rows["deal_participants"][1] >= len(with_participants) > 0
     summary = [r.getMessage() for r in caplog.records if r.name == "tap-pipedrive"]
     start = summary.index("Sync summary: records, API calls and time per stream")
     table = {line.split()[0]: line.split()[1:3] for line in summary[start + 2 :]}
@@ -220,7 +221,7 @@ def test_default_log_does_not_grow_with_requests():
         lines["verbose"].append(len(_log_lines(verbose.stderr)))
     requests_added = lines["requests"][1] - lines["requests"][0]
     records_added = lines["records"][1] - lines["records"][0]
-    assert requests_added > 200 and records_added > 500
+    assert requests_added > 150 and records_added > 500
     # With the metrics: more than a line per request; without: none per request or record.
     assert lines["verbose"][1] - lines["verbose"][0] > requests_added
     assert lines["quiet"][1] - lines["quiet"][0] <= records_added // 100
@@ -229,7 +230,8 @@ def test_default_log_does_not_grow_with_requests():
 def test_debug_level_shows_where_each_list_ended(sandbox):
     # docs/logging.md: TAP_PIPEDRIVE_LOGLEVEL=DEBUG brings the per-list lines back.
     config = {"api_url": sandbox.url, "api_token": sandbox.api_token}
-    streams = {"deals", "deal_participants"}
+    # Deals without a change history answer an empty list: the line that is looked for.
+    streams = {"deals", "deal_changelog"}
     result = run_cli(config, streams=streams, env={"TAP_PIPEDRIVE_LOGLEVEL": "DEBUG"})
     assert result.returncode == 0, result.stderr[-2000:]
     assert "Pagination stopped after" in result.stderr

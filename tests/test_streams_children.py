@@ -12,21 +12,23 @@ import logging
 import math
 import re
 from collections import defaultdict
+from datetime import datetime
 
 import pytest
 
 from pipedrive_sandbox import Sandbox
+from tap_pipedrive.streams.bases import decode_counts, encode_counts
 from tests.tap_runner import run_cli, run_tap
 
 PER_DEAL = {
     "deal_followers": r"^/api/v2/deals/(\d+)/followers$",
     "deal_participants": r"^/api/v1/deals/(\d+)/participants$",
     "deal_changelog": r"^/api/v1/deals/(\d+)/changelog$",
-    "deal_flow": r"^/api/v1/deals/(\d+)/flow$",
 }
 PER_PARENT = {
     **PER_DEAL,
     "person_followers": r"^/api/v2/persons/(\d+)/followers$",
+    "person_changelog": r"^/api/v1/persons/(\d+)/changelog$",
     "product_variations": r"^/api/v2/products/(\d+)/variations$",
     "note_comments": r"^/api/v1/notes/(\d+)/comments$",
     "mail_messages": r"^/api/v1/mailbox/mailThreads/(\d+)/mailMessages$",
@@ -79,6 +81,11 @@ def batches(sandbox, path):
 def test_batched_children_take_100_deals_a_request(sandbox, page_size, stream):
     result = run_tap(config_for(sandbox, page_size=page_size), streams={stream})
     deals = live_deal_ids(sandbox)
+    if stream == "deal_products":
+        # Deals whose row says products_count 0 have nothing to read (see below).
+        deals = {
+            d["id"] for d in sandbox.dataset["deals"] if d["id"] in deals and d["products_count"]
+        }
     sent = batches(sandbox, BATCHED[stream])
     distinct = list(dict.fromkeys(sent))
     assert all(len(batch) <= 100 for batch in distinct)
@@ -128,6 +135,14 @@ def test_children_follow_only_changed_parents(sandbox):
     changed_deals = {deals[0]["id"], deals[7]["id"], archived["id"]}
     for deal_id in changed_deals:
         sandbox.update_record("deals", deal_id, title="Changed after the first sync")
+    # Followers and participants are read again only where their counts changed.
+    recounted = deals[7]
+    sandbox.update_record(
+        "deals",
+        recounted["id"],
+        followers_count=recounted["followers_count"] + 1,
+        participants_count=recounted["participants_count"] + 1,
+    )
     person = sandbox.dataset["persons"][2]["id"]
     product = sandbox.dataset["products"][1]["id"]
     note = sandbox.dataset["notes"][4]["id"]
@@ -144,9 +159,12 @@ def test_children_follow_only_changed_parents(sandbox):
     sandbox.clear_requests()
     second = run_tap(config, state=quiet.last_state, streams=CHILDREN)
     for stream in PER_DEAL:
-        assert sorted(parent_ids_requested(sandbox, PER_DEAL[stream])) == sorted(changed_deals)
-        assert {row["deal_id"] for row in second.records(stream)} <= changed_deals
-    assert parent_ids_requested(sandbox, PER_PARENT["person_followers"]) == [person]
+        asked = changed_deals if stream == "deal_changelog" else {recounted["id"]}
+        assert sorted(parent_ids_requested(sandbox, PER_DEAL[stream])) == sorted(asked), stream
+        assert {row["deal_id"] for row in second.records(stream)} <= asked
+    # The person's followers_count did not change: only the history is read again.
+    assert parent_ids_requested(sandbox, PER_PARENT["person_followers"]) == []
+    assert parent_ids_requested(sandbox, PER_PARENT["person_changelog"]) == [person]
     assert parent_ids_requested(sandbox, PER_PARENT["product_variations"]) == [product]
     assert parent_ids_requested(sandbox, PER_PARENT["note_comments"]) == [note]
     assert parent_ids_requested(sandbox, PER_PARENT["mail_messages"]) == [thread]
@@ -211,3 +229,122 @@ def test_an_interrupted_child_stream_resumes_after_its_last_checkpoint(sandbox):
         for row in run.records("deal_followers")
     }
     assert len(delivered) == sandbox.expected_counts()["deal_followers"]
+
+
+def moment(text):
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def listings(sandbox, path):
+    """Times a list was read from its start (its first page has no cursor)."""
+    return [r for r in sandbox.requests if r.path == path and "cursor" not in r.query]
+
+
+def test_each_parent_list_is_read_once_a_run_for_all_its_children(sandbox):
+    children = {
+        "deal_products",
+        "deal_installments",
+        "deal_followers",
+        "deal_participants",
+        "deal_changelog",
+        "person_followers",
+        "organization_followers",
+        "organization_relationships",
+        "product_followers",
+        "product_variations",
+    }
+    first = run_tap(config_for(sandbox), streams=children)
+    for path in ("deals", "deals/archived", "persons", "organizations", "products"):
+        assert len(listings(sandbox, f"/api/v2/{path}")) == 1, path
+    expected = sandbox.expected_counts()
+    for stream in children:
+        assert len(first.records(stream)) == expected[stream], stream
+
+    # With bookmarks from a run, the list is read once again, from the earliest of them.
+    sandbox.update_record("deals", sorted(live_deal_ids(sandbox))[3], title="changed")
+    sandbox.clear_requests()
+    state = first.last_state
+    run_tap(config_for(sandbox), state=state, streams=children)
+    assert len(listings(sandbox, "/api/v2/deals")) == 1
+    since = listings(sandbox, "/api/v2/deals")[0].query["updated_since"]
+    bookmarks = [state["bookmarks"][s]["replication_key_value"] for s in children if "deal" in s]
+    assert moment(since) == min(moment(b) for b in bookmarks)
+
+
+def test_parents_whose_counts_say_nothing_are_not_requested(sandbox):
+    streams = {"deal_participants", "deal_followers", "deal_products"}
+    result = run_tap(config_for(sandbox), streams=streams)
+    deals = {d["id"]: d for d in sandbox.dataset["deals"] if d["id"] in live_deal_ids(sandbox)}
+    for stream, count in (
+        ("deal_participants", "participants_count"),
+        ("deal_followers", "followers_count"),
+    ):
+        asked = sorted(parent_ids_requested(sandbox, PER_DEAL[stream]))
+        assert asked == sorted(i for i, deal in deals.items() if deal[count]), stream
+    assert any(deal["participants_count"] == 0 for deal in deals.values())
+    batched = {i for batch in batches(sandbox, BATCHED["deal_products"]) for i in batch}
+    assert batched == {i for i, deal in deals.items() if deal["products_count"]}
+    # Nothing is lost, and the bookmark moves past the deals that were skipped.
+    expected = sandbox.expected_counts()
+    for stream in streams:
+        assert len(result.records(stream)) == expected[stream], stream
+    newest = max(deals.values(), key=lambda deal: deal["update_time"])
+    bookmark = result.last_state["bookmarks"]["deal_participants"]["replication_key_value"]
+    assert moment(bookmark) == moment(newest["update_time"])
+
+
+def test_field_history_comes_from_one_source_only(sandbox):
+    history = {"deal_changelog", "person_changelog", "organization_changelog"}
+    flows = {"deal_flow", "person_flow", "organization_flow"}
+    result = run_tap(config_for(sandbox), streams=history | flows)
+    assert set(result.record_counts()) == history
+    assert not [r for r in sandbox.requests if r.path.endswith("/flow")]
+    assert {r.path.split("/")[3] for r in sandbox.requests if r.path.endswith("/changelog")} == {
+        "deals",
+        "persons",
+        "organizations",
+    }
+
+    # Opted in, the updates feeds replace the changelogs: their field changes are not
+    # paid for a second time.
+    sandbox.clear_requests()
+    result = run_tap(config_for(sandbox, field_history="flow"), streams=history | flows)
+    assert set(result.record_counts()) == flows
+    assert not [r for r in sandbox.requests if r.path.endswith("/changelog")]
+    expected = sandbox.expected_counts()
+    for stream in flows:
+        assert len(result.records(stream)) == expected[stream], stream
+
+
+def test_after_a_bulk_edit_of_every_person_only_the_changelogs_are_read(sandbox):
+    streams = {"person_changelog", "person_followers"}
+    first = run_tap(config_for(sandbox), streams=streams)
+    persons = [p for p in sandbox.dataset["persons"] if not p.get("is_deleted")]
+    assert len(parent_ids_requested(sandbox, PER_PARENT["person_followers"])) == len(persons)
+    for person in persons:
+        sandbox.update_record("persons", person["id"], label_ids=[1])
+    # One person also gained a follower: the only follower list worth reading again.
+    gained = persons[5]
+    sandbox.update_record("persons", gained["id"], followers_count=gained["followers_count"] + 1)
+    sandbox.clear_requests()
+    second = run_tap(config_for(sandbox), state=first.last_state, streams=streams)
+    # The change history did change: every person's changelog is read, once.
+    read = parent_ids_requested(sandbox, PER_PARENT["person_changelog"])
+    assert sorted(read) == sorted(person["id"] for person in persons)
+    assert parent_ids_requested(sandbox, PER_PARENT["person_followers"]) == [gained["id"]]
+    assert len(listings(sandbox, "/api/v2/persons")) == 1
+    # Both bookmarks moved past the edit, and a third run reads nothing more.
+    newest = max(moment(p["update_time"]) for p in sandbox.dataset["persons"])
+    for stream in streams:
+        bookmark = second.last_state["bookmarks"][stream]["replication_key_value"]
+        assert moment(bookmark) == newest, stream
+    sandbox.clear_requests()
+    run_tap(config_for(sandbox), state=second.last_state, streams=streams)
+    assert parent_ids_requested(sandbox, PER_PARENT["person_followers"]) == []
+
+
+def test_remembered_counts_survive_the_state_and_garbage_is_ignored():
+    counts = {7: 2, 3: 1, 120_000: 5}
+    assert decode_counts(encode_counts(counts)) == counts
+    for garbage in (None, "", 12, "not base64!", "AAAA", encode_counts(counts)[:-4]):
+        assert decode_counts(garbage) == {}

@@ -202,6 +202,21 @@ COVERAGE_STREAMS: tuple[StreamSpec, ...] = (
         ("deal_id", "field_key", "time"),
         {"deal_id": _INTEGER, **_parent_time("deal")},
     ),
+    # The field histories of persons and organizations, keyed like deal_changelog.
+    StreamSpec(
+        "person_changelog",
+        "v1",
+        ("/persons/{id}/changelog",),
+        ("person_id", "field_key", "time"),
+        {"person_id": _INTEGER, **_parent_time("person")},
+    ),
+    StreamSpec(
+        "organization_changelog",
+        "v1",
+        ("/organizations/{id}/changelog",),
+        ("organization_id", "field_key", "time"),
+        {"organization_id": _INTEGER, **_parent_time("organization")},
+    ),
     # Flow rows wrap another object (`object` names its kind, `data` holds it). The tap lifts
     # `data.id` to `id`; ids are unique per kind, the deal id keeps keys unique across deals.
     StreamSpec(

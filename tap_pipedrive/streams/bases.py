@@ -10,16 +10,27 @@
 
 from __future__ import annotations
 
+import base64
 import heapq
 import json
+import threading
 import typing as t
+import weakref
+import zlib
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from functools import cached_property
 from http import HTTPStatus
 
-from tap_pipedrive.client import OffsetPaginator, PipedriveStream, response_json
+from tap_pipedrive.client import (
+    CursorPaginator,
+    OffsetPaginator,
+    PipedriveStream,
+    V1Stream,
+    response_json,
+)
 from tap_pipedrive.normalize import format_timestamp, to_rfc3339
+from tap_pipedrive.prefetch import future_starting_value
 
 if t.TYPE_CHECKING:
     from collections.abc import Iterable, Iterator
@@ -136,6 +147,9 @@ class ParentSource:
     # and filtered here.
     filtered: bool = True
     paginator: t.Callable[[], BaseAPIPaginator] | None = None
+    # ``*_count`` fields asked for through ``include_fields`` (free on v2 lists): a child
+    # stream whose count is 0 on a parent's row has nothing to read for that parent.
+    counts: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -144,6 +158,118 @@ class Parent:
     update_time: datetime
     # The parent's update_time as the parent stream emits it (RFC 3339).
     time_text: str | None = field(compare=False)
+    # The source's ``counts`` fields as the list row gave them (absent ones left out).
+    counts: tuple[tuple[str, int], ...] = field(default=(), compare=False)
+
+    def count(self, name: str) -> int | None:
+        """A count from the list row; None when the row did not say."""
+        for key, value in self.counts:
+            if key == name:
+                return value
+        return None
+
+
+@dataclass
+class _ListedSource:
+    """One source's parents as read once in a run, for every child stream that needs them."""
+
+    since: datetime | None
+    parents: list[Parent]
+    refused: bool
+
+
+class ParentLists:
+    """The parent lists of one run, each read once and shared by its child streams.
+
+    Seven deal children used to list ``/deals`` and ``/deals/archived`` seven times. Now
+    the first child stream to need a list reads it from the earliest bookmark of all the
+    selected child streams that use it, and keeps the ids, update times and counts (a few
+    dozen bytes a parent); each child stream then takes the parents past its own bookmark.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._listed: dict[ParentSource, _ListedSource] = {}
+
+    def parents(
+        self, child: ChangedParentsStream, source: ParentSource, start: datetime | None
+    ) -> tuple[list[Parent], bool]:
+        """Rows (id and time only) and parents of ``source`` from ``start``; and a refusal."""
+        with self._lock:
+            listed = self._listed.get(source)
+            if listed is None or not _covers(listed.since, start):
+                since = _earliest_start(child, source, start)
+                rows, refused = child.list_source(source, since)
+                listed = _ListedSource(since, rows, refused)
+                self._listed[source] = listed
+        return listed.parents, listed.refused
+
+
+def _covers(since: datetime | None, start: datetime | None) -> bool:
+    return since is None or (start is not None and since <= start)
+
+
+def _earliest_start(
+    child: ChangedParentsStream, source: ParentSource, start: datetime | None
+) -> datetime | None:
+    """The earliest bookmark among the selected child streams reading ``source``."""
+    earliest = start
+    for stream in child._tap.streams.values():
+        if stream is child or not isinstance(stream, ChangedParentsStream):
+            continue
+        if source not in stream.parent_sources or not stream.selected or stream.refused:
+            continue
+        if earliest is None:
+            return None
+        value = future_starting_value(stream, None)
+        moment = parse_time(value) if value is not None else None
+        if moment is None:
+            return None
+        earliest = min(earliest, moment)
+    return earliest
+
+
+# One registry per tap (a tap runs one sync); weak, so a finished tap takes it along.
+_PARENT_LISTS: weakref.WeakKeyDictionary[t.Any, ParentLists] = weakref.WeakKeyDictionary()
+_PARENT_LISTS_LOCK = threading.Lock()
+
+
+def parent_lists(tap: t.Any) -> ParentLists:
+    with _PARENT_LISTS_LOCK:
+        found = _PARENT_LISTS.get(tap)
+        if found is None:
+            found = _PARENT_LISTS[tap] = ParentLists()
+        return found
+
+
+def encode_counts(counts: dict[t.Any, int]) -> str:
+    """Parent counts as a short text: sorted integer ids as deltas, compressed."""
+    ids = sorted(key for key in counts if isinstance(key, int) and not isinstance(key, bool))
+    pairs, previous = [], 0
+    for key in ids:
+        pairs.append(f"{key - previous}:{counts[key]}")
+        previous = key
+    return base64.b64encode(zlib.compress(",".join(pairs).encode("ascii"), 9)).decode("ascii")
+
+
+def decode_counts(text: t.Any) -> dict[t.Any, int]:
+    """The counts of ``encode_counts``; {} for anything else (every parent is then read)."""
+    if not isinstance(text, str) or not text:
+        return {}
+    try:
+        # Bounded: the state is input like any other (a million parents fit easily).
+        inflater = zlib.decompressobj()
+        raw = inflater.decompress(base64.b64decode(text, validate=True), 1 << 26)
+        if not inflater.eof:
+            return {}  # cut short (or larger than any real account's)
+        counts, previous = {}, 0
+        for pair in raw.decode("ascii").split(","):
+            delta, count = pair.split(":")
+            previous += int(delta)
+            counts[previous] = int(count)
+    except (ValueError, zlib.error):
+        return {}
+    return counts
 
 
 class ParentReader(PipedriveStream):
@@ -160,6 +286,8 @@ class ParentReader(PipedriveStream):
 
     def get_url_params(self, context: Context | None, next_page_token: t.Any) -> dict[str, t.Any]:
         params = super().get_url_params(context, next_page_token)
+        if self.source.counts:
+            params["include_fields"] = ",".join(self.source.counts)
         if self.source.filtered:
             if self.api_version == "v2":
                 params.update(sort_by="update_time", sort_direction="asc")
@@ -194,6 +322,14 @@ class ChangedParentsStream(PipedriveStream):
     parents_per_request: t.ClassVar[int] = 1
     parent_id_param: t.ClassVar[str | None] = None
     parent_ids_param: t.ClassVar[str] = "deal_ids"
+    # The ``*_count`` field of the parent's list row that counts this stream's rows; a
+    # parent whose count is 0 is not requested (its bookmark still moves past it).
+    parent_count: t.ClassVar[str | None] = None
+    # Also skip a changed parent whose count is the one it had when its children were last
+    # read (followers, participants: rows that only come and go). The state keeps those
+    # counts, compressed. A bulk edit of every parent then reads no children; a swap of
+    # one row for another is left to a full re-sync.
+    skip_unchanged_counts: t.ClassVar[bool] = False
     # Parents whose children are read between two state messages.
     parents_per_checkpoint: t.ClassVar[int] = 25
     # Children are emitted in parent order, which this class guarantees on parsed times.
@@ -220,27 +356,42 @@ class ChangedParentsStream(PipedriveStream):
         )
         return reader_type(tap=self._tap)
 
-    def _read_source(
-        self, source: ParentSource, start: datetime | None, readers: list[PipedriveStream]
-    ) -> Iterator[Parent]:
-        reader = self._reader(source, format_timestamp(start) if start else None)
-        readers.append(reader)
+    def list_source(
+        self, source: ParentSource, since: datetime | None
+    ) -> tuple[list[Parent], bool]:
+        """Read one parent list from ``since``: its parents in list order, and a refusal."""
+        reader = self._reader(source, format_timestamp(since) if since else None)
+        parents = []
         for row in reader.request_records(None):
             text = row.get("update_time")
             moment = parse_time(text)
-            if start is not None and moment is not None and moment < start:
+            if since is not None and moment is not None and moment < since:
                 continue
             normalized = to_rfc3339(text) if moment is not None else None
-            yield Parent(row.get("id"), moment or _EARLIEST, normalized)
+            counts = tuple(
+                (name, row[name])
+                for name in source.counts
+                if isinstance(row.get(name), int) and not isinstance(row.get(name), bool)
+            )
+            parents.append(Parent(row.get("id"), moment or _EARLIEST, normalized, counts))
+        return parents, reader.refused
+
+    def _read_source(self, source: ParentSource, start: datetime | None) -> Iterator[Parent]:
+        listed, refused = parent_lists(self._tap).parents(self, source, start)
+        if refused:
+            self.refused = True
+        for parent in listed:
+            if start is not None and parent.update_time < start:
+                continue
+            yield parent
 
     def changed_parents(self, start: datetime | None) -> Iterator[Parent]:
         """Parents updated at or after ``start``, oldest first, each once."""
-        readers: list[PipedriveStream] = []
         filtered = [s for s in self.parent_sources if s.filtered]
         unfiltered = [s for s in self.parent_sources if not s.filtered]
         seen: set[t.Any] = set()
         merged: Iterable[Parent] = heapq.merge(
-            *(self._read_source(source, start, readers) for source in filtered),
+            *(self._read_source(source, start) for source in filtered),
             key=lambda parent: parent.update_time,
         )
         if unfiltered:
@@ -248,7 +399,7 @@ class ChangedParentsStream(PipedriveStream):
             # here (ids and times only, so memory stays small).
             latest: dict[t.Any, Parent] = {}
             for source in unfiltered:
-                for parent in self._read_source(source, start, readers):
+                for parent in self._read_source(source, start):
                     known = latest.get(parent.id)
                     if known is None or parent.update_time > known.update_time:
                         latest[parent.id] = parent
@@ -265,8 +416,32 @@ class ChangedParentsStream(PipedriveStream):
             progress.parents_listed(self._progress)
             yield parent
         progress.listing_done(self._progress)
-        if any(reader.refused for reader in readers):
-            self.refused = True
+
+    def has_children(self, parent: Parent) -> bool:
+        """False when the parent's list row says this stream has nothing (new) to read."""
+        if self.parent_count is None:
+            return True
+        count = parent.count(self.parent_count)
+        if count is None:
+            return True
+        if count == 0:
+            return False
+        return not (self.skip_unchanged_counts and self._counts_read.get(parent.id) == count)
+
+    @cached_property
+    def _counts_read(self) -> dict[t.Any, int]:
+        """Parent id -> the count its children were last read at (see skip_unchanged_counts)."""
+        return {}
+
+    def _note_counts(self, chunk: list[Parent]) -> None:
+        if not self.skip_unchanged_counts or self.parent_count is None:
+            return
+        for parent in chunk:
+            count = parent.count(self.parent_count)
+            if count:
+                self._counts_read[parent.id] = count
+            else:
+                self._counts_read.pop(parent.id, None)
 
     # --- children ------------------------------------------------------------------------
     def get_starting_replication_key_value(self, context: Context | None) -> t.Any:
@@ -302,7 +477,10 @@ class ChangedParentsStream(PipedriveStream):
             return ()
         return super().parse_response(response)
 
-    def _children(self, parents: list[Parent]) -> Iterator[dict]:
+    def _children(self, chunk: list[Parent]) -> Iterator[dict]:
+        parents = [parent for parent in chunk if self.has_children(parent)]
+        if not parents:
+            return
         if self.parents_per_request > 1:
             key = t.cast("str", self.parent_key)
             position = {parent.id: index for index, parent in enumerate(parents)}
@@ -337,25 +515,60 @@ class ChangedParentsStream(PipedriveStream):
         chunk_size = max(self.parents_per_request, 1)
         if chunk_size == 1:
             chunk_size = self.parents_per_checkpoint
+        if self.skip_unchanged_counts:
+            self._counts_read.update(decode_counts(state.get("parent_counts")))
         chunk: list[Parent] = []
+        wanted = 0  # parents of the chunk whose children are requested
         done_at: tuple[datetime, list[t.Any]] | None = None
         progress = self._tap.progress  # type: ignore[attr-defined]
-        for parent in self.changed_parents(start):
-            if parent.update_time == at_bookmark and parent.id in skip:
-                progress.parents_done(self._progress, 1)
-                continue  # read by the previous run, which stopped at this very time
-            chunk.append(parent)
-            if len(chunk) >= chunk_size or not self.budget_fits_parents(len(chunk) + 1):
-                yield from self._children(chunk)
-                progress.parents_done(self._progress, len(chunk))
-                done_at = self._checkpoint(chunk, done_at)
-                chunk = []
+        prefetcher = self._tap.prefetcher  # type: ignore[attr-defined]
+        _ = self.vanished_parents  # created here, not by two fetching threads at once
+        listed = list(self.changed_parents(start))
+        if self.parents_per_request == 1 and not self.refused:
+            # Fetched ahead in parallel, written in this order (see prefetch.py).
+            prefetcher.queue_parents(
+                self,
+                (
+                    {"id": parent.id}
+                    for parent in listed
+                    if self.has_children(parent)
+                    and not (parent.update_time == at_bookmark and parent.id in skip)
+                ),
+            )
+        try:
+            for parent in listed:
+                if parent.update_time == at_bookmark and parent.id in skip:
+                    progress.parents_done(self._progress, 1)
+                    continue  # read by the previous run, which stopped at this very time
+                chunk.append(parent)
+                wanted += self.has_children(parent)
+                if wanted >= chunk_size or not self.budget_fits_parents(len(chunk) + 1):
+                    yield from self._children(chunk)
+                    progress.parents_done(self._progress, len(chunk))
+                    self._note_counts(chunk)
+                    done_at = self._checkpoint(chunk, done_at)
+                    chunk, wanted = [], 0
+                if self.refused:
+                    return
             if self.refused:
                 return
-        if chunk and not self.refused:
-            yield from self._children(chunk)
-            progress.parents_done(self._progress, len(chunk))
-            self._checkpoint(chunk, done_at)
+            if chunk:
+                yield from self._children(chunk)
+                progress.parents_done(self._progress, len(chunk))
+                if self.refused:
+                    return
+                self._note_counts(chunk)
+            if self.skip_unchanged_counts and listed:
+                # Written once the stream is through: a run that stops early keeps the
+                # counts of the run before (a changed parent is then read again).
+                state["parent_counts"] = encode_counts(self._counts_read)
+            if chunk:
+                self._checkpoint(chunk, done_at)
+            elif self.skip_unchanged_counts and listed:
+                self.state_manager.is_flushed = False
+                self._write_state_message()
+        finally:
+            prefetcher.forget(self)
         if self.vanished_parents:
             self.logger.info(
                 "Stream %s: %d parent(s) were deleted while the sync ran; skipped",
@@ -387,15 +600,52 @@ class ChangedParentsStream(PipedriveStream):
         return row
 
 
+# Where field history comes from (setting ``field_history``). The two overlap: every field
+# change a changelog lists is also in the updates feed, so only one of them is read.
+FIELD_HISTORY_SOURCES = ("changelog", "flow")
+DEFAULT_FIELD_HISTORY = "changelog"
+
+
+def _field_history(config: t.Mapping[str, t.Any]) -> str:
+    return str(config.get("field_history") or DEFAULT_FIELD_HISTORY)
+
+
+class ChangelogStream(ChangedParentsStream, V1Stream):
+    """Field-value history (``/{deals,persons,organizations}/{id}/changelog``, 20 tokens).
+
+    A v1 endpoint with cursor paging. The default source of field history: it carries
+    every field change the updates feed does, at half the price and without the feed's
+    copies of activities, notes, files and mails (streams of their own).
+    """
+
+    @classmethod
+    def enabled(cls, config: t.Mapping[str, t.Any]) -> bool:
+        return _field_history(config) == "changelog"
+
+    def get_new_paginator(self) -> BaseAPIPaginator | None:
+        return CursorPaginator()
+
+    def get_url_params(self, context: Context | None, next_page_token: t.Any) -> dict[str, t.Any]:
+        params = super().get_url_params(context, None)
+        if next_page_token is not None:
+            params["cursor"] = next_page_token
+        return params
+
+
 class FlowStream(ChangedParentsStream):
     """The updates feed (``/{deals,persons,organizations}/{id}/flow``) of changed parents.
 
     Each row wraps another object (``object`` names its kind, ``data`` holds it); its id is
     lifted to ``id``, which is unique per kind. Custom-field changes are included. The feed
-    costs 40 tokens per parent.
+    costs 40 tokens per parent, so it is read only with ``field_history`` set to ``flow``,
+    and then instead of the changelogs (whose rows it repeats).
     """
 
     extra_params: t.ClassVar[dict[str, str]] = {"all_changes": "1"}
+
+    @classmethod
+    def enabled(cls, config: t.Mapping[str, t.Any]) -> bool:
+        return _field_history(config) == "flow"
 
     def post_process(self, row: dict, context: Context | None = None) -> dict | None:
         data = row.get("data")

@@ -7,17 +7,21 @@ others cost one request per deal, so the first sync of a large account is the ex
 
 from __future__ import annotations
 
-import typing as t
-
-from tap_pipedrive.client import CursorPaginator, PipedriveStream, V1Stream
-from tap_pipedrive.streams.bases import ChangedParentsStream, FlowStream, ParentSource
-
-if t.TYPE_CHECKING:
-    from singer_sdk.helpers.types import Context
-    from singer_sdk.pagination import BaseAPIPaginator
+from tap_pipedrive.client import PipedriveStream, V1Stream
+from tap_pipedrive.streams.bases import (
+    ChangedParentsStream,
+    ChangelogStream,
+    FlowStream,
+    ParentSource,
+)
 
 # Deals as the deals stream lists them, minus deleted ones (their children are gone).
-CHANGED_DEALS = (ParentSource("/deals"), ParentSource("/deals/archived"))
+# Their rows carry the counts that let a child stream skip deals with nothing to read.
+DEAL_COUNTS = ("followers_count", "participants_count", "products_count")
+CHANGED_DEALS = (
+    ParentSource("/deals", counts=DEAL_COUNTS),
+    ParentSource("/deals/archived", counts=DEAL_COUNTS),
+)
 # /deals/products and /deals/installments accept at most 100 deal ids per request.
 MAX_DEAL_IDS = 100
 
@@ -32,6 +36,7 @@ class DealProductsStream(DealChildStream):
     name = "deal_products"
     path = "/deals/products"
     parents_per_request = MAX_DEAL_IDS
+    parent_count = "products_count"
 
 
 class DealInstallmentsStream(DealChildStream):
@@ -44,28 +49,23 @@ class DealFollowersStream(DealChildStream):
     name = "deal_followers"
     path = "/deals/{id}/followers"
     primary_keys = ("deal_id", "user_id")
+    parent_count = "followers_count"
+    skip_unchanged_counts = True
 
 
 class DealParticipantsStream(DealChildStream, V1Stream):
     name = "deal_participants"
     path = "/deals/{id}/participants"
+    parent_count = "participants_count"
+    skip_unchanged_counts = True
 
 
-class DealChangelogStream(DealChildStream, V1Stream):
-    """Field-value history of each changed deal (a v1 endpoint with cursor paging)."""
+class DealChangelogStream(DealChildStream, ChangelogStream):
+    """Field-value history of each changed deal."""
 
     name = "deal_changelog"
     path = "/deals/{id}/changelog"
     primary_keys = ("deal_id", "field_key", "time")
-
-    def get_new_paginator(self) -> BaseAPIPaginator | None:
-        return CursorPaginator()
-
-    def get_url_params(self, context: Context | None, next_page_token: t.Any) -> dict[str, t.Any]:
-        params = super().get_url_params(context, None)
-        if next_page_token is not None:
-            params["cursor"] = next_page_token
-        return params
 
 
 class DealFlowStream(DealChildStream, FlowStream, V1Stream):

@@ -11,11 +11,21 @@ import typing as t
 from functools import cached_property
 
 from tap_pipedrive.client import PipedriveStream, V1Stream
-from tap_pipedrive.streams.bases import ChangedParentsStream, FlowStream, ParentSource
+from tap_pipedrive.streams.bases import (
+    ChangedParentsStream,
+    ChangelogStream,
+    FlowStream,
+    ParentSource,
+)
 
 if t.TYPE_CHECKING:
     from singer_sdk.helpers.types import Context
 
+
+# The same source object for every child of an entity, so they share one read of it.
+PERSONS = ParentSource("/persons", counts=("followers_count",))
+ORGANIZATIONS = ParentSource("/organizations", counts=("followers_count",))
+PRODUCTS = ParentSource("/products")
 
 _FLAG_TEXT = {"true": True, "1": True, "false": False, "0": False}
 
@@ -24,7 +34,9 @@ class PersonFollowersStream(ChangedParentsStream):
     name = "person_followers"
     path = "/persons/{id}/followers"
     primary_keys = ("person_id", "user_id")
-    parent_sources = (ParentSource("/persons"),)
+    parent_count = "followers_count"
+    skip_unchanged_counts = True
+    parent_sources = (PERSONS,)
     parent_key = "person_id"
     replication_key = "person_update_time"
 
@@ -33,7 +45,9 @@ class OrganizationFollowersStream(ChangedParentsStream):
     name = "organization_followers"
     path = "/organizations/{id}/followers"
     primary_keys = ("organization_id", "user_id")
-    parent_sources = (ParentSource("/organizations"),)
+    parent_count = "followers_count"
+    skip_unchanged_counts = True
+    parent_sources = (ORGANIZATIONS,)
     parent_key = "organization_id"
     replication_key = "organization_update_time"
 
@@ -42,7 +56,7 @@ class ProductFollowersStream(ChangedParentsStream):
     name = "product_followers"
     path = "/products/{id}/followers"
     primary_keys = ("product_id", "user_id")
-    parent_sources = (ParentSource("/products"),)
+    parent_sources = (PRODUCTS,)
     parent_key = "product_id"
     replication_key = "product_update_time"
 
@@ -50,7 +64,7 @@ class ProductFollowersStream(ChangedParentsStream):
 class ProductVariationsStream(ChangedParentsStream):
     name = "product_variations"
     path = "/products/{id}/variations"
-    parent_sources = (ParentSource("/products"),)
+    parent_sources = (PRODUCTS,)
     parent_key = "product_id"
     replication_key = "product_update_time"
 
@@ -64,7 +78,7 @@ class OrganizationRelationshipsStream(ChangedParentsStream, V1Stream):
     name = "organization_relationships"
     path = "/organizationRelationships"
     paged = False
-    parent_sources = (ParentSource("/organizations"),)
+    parent_sources = (ORGANIZATIONS,)
     parent_id_param = "org_id"
     replication_key = "organization_update_time"
 
@@ -84,13 +98,35 @@ class OrganizationRelationshipsStream(ChangedParentsStream, V1Stream):
         return super().post_process(row, context)
 
 
+class PersonChangelogStream(ChangelogStream):
+    """Field-value history of each changed person (20 tokens a person)."""
+
+    name = "person_changelog"
+    path = "/persons/{id}/changelog"
+    primary_keys = ("person_id", "field_key", "time")
+    parent_sources = (PERSONS,)
+    parent_key = "person_id"
+    replication_key = "person_update_time"
+
+
+class OrganizationChangelogStream(ChangelogStream):
+    """Field-value history of each changed organization (20 tokens an organization)."""
+
+    name = "organization_changelog"
+    path = "/organizations/{id}/changelog"
+    primary_keys = ("organization_id", "field_key", "time")
+    parent_sources = (ORGANIZATIONS,)
+    parent_key = "organization_id"
+    replication_key = "organization_update_time"
+
+
 class PersonFlowStream(FlowStream, V1Stream):
     """The updates feed of each changed person (40 tokens a person)."""
 
     name = "person_flow"
     path = "/persons/{id}/flow"
     primary_keys = ("person_id", "object", "id")
-    parent_sources = (ParentSource("/persons"),)
+    parent_sources = (PERSONS,)
     parent_key = "person_id"
     replication_key = "person_update_time"
 
@@ -101,7 +137,7 @@ class OrganizationFlowStream(FlowStream, V1Stream):
     name = "organization_flow"
     path = "/organizations/{id}/flow"
     primary_keys = ("organization_id", "object", "id")
-    parent_sources = (ParentSource("/organizations"),)
+    parent_sources = (ORGANIZATIONS,)
     parent_key = "organization_id"
     replication_key = "organization_update_time"
 
@@ -112,6 +148,8 @@ FOLLOWER_STREAMS: tuple[type[PipedriveStream], ...] = (
     ProductFollowersStream,
     ProductVariationsStream,
     OrganizationRelationshipsStream,
+    PersonChangelogStream,
+    OrganizationChangelogStream,
     PersonFlowStream,
     OrganizationFlowStream,
 )
