@@ -360,8 +360,14 @@ class Prefetcher:
         # or not, so their buffered pages stay bounded too.
         while (
             self._queued is not None
+            and self._queued_for is not None
             and len(self._ahead) < self.max_parallel_parents - 1
             and self.ahead_bytes < AHEAD_BUDGET_BYTES
+            # Near the run's token cap no parent is fetched ahead: a parent paid for but
+            # not written before the run stops would be paid again by the next run. A
+            # margin of a whole parallel window keeps every parent fetched ahead affordable
+            # until the main thread has written it; then it reads one parent at a time.
+            and self._queued_for.budget_fits_parents(len(self._ahead) + self.max_parallel_parents)
         ):
             parent_job = next(self._queued, None)
             if parent_job is None:

@@ -26,7 +26,6 @@ STREAMS = {
     "notes",
     "deal_products",
     "deal_followers",
-    "deal_changelog",
     "person_flow",
     "note_comments",
 }
@@ -37,7 +36,13 @@ STOP_LINE = "Token budget for this run reached"
 def clean_sync():
     """Records and spend of an unlimited sync of STREAMS (a sandbox of its own)."""
     with Sandbox(seed=3, scale=0.05, burst_limit=None) as sb:
-        config = {"api_url": sb.url, "api_token": sb.api_token, "progress_interval_seconds": 0}
+        # Field history from the flow feeds: the dearest per-parent stream, 40 tokens a parent.
+        config = {
+            "api_url": sb.url,
+            "api_token": sb.api_token,
+            "progress_interval_seconds": 0,
+            "field_history": "flow",
+        }
         # sync_capturing builds one tap for the catalog, then the one that syncs: both read
         # the custom field definitions. The first one's spend is measured here.
         TapPipedrive(config=config, validate_config=False)
@@ -74,11 +79,25 @@ def test_the_run_counts_what_the_sandbox_bills(clean_sync):
 
 
 @pytest.mark.parametrize(
-    "stream", ["deal_followers", "person_flow", "note_comments", "deal_products", "deals"]
+    "stream",
+    [
+        "deal_followers",
+        "person_flow",
+        "person_changelog",
+        "note_comments",
+        "deal_products",
+        "deals",
+    ],
 )
 def test_tokens_per_stream_equal_the_sandbox_accounting(stream):
     with Sandbox(seed=3, scale=0.05, burst_limit=None) as sb:
-        config = {"api_url": sb.url, "api_token": sb.api_token, "progress_interval_seconds": 0}
+        config = {
+            "api_url": sb.url,
+            "api_token": sb.api_token,
+            "progress_interval_seconds": 0,
+            # person_flow exists only with field history from the flow feeds.
+            "field_history": "flow" if stream.endswith("_flow") else "changelog",
+        }
         seen = {}
 
         def note_start(tap: TapPipedrive) -> None:
@@ -110,7 +129,12 @@ def test_a_run_stops_at_its_cap_and_the_next_resumes_with_nothing_lost_or_read_t
 ):
     tap, clean_messages, clean_requests, clean_tokens = clean_sync
     with Sandbox(seed=3, scale=0.05, burst_limit=None) as sb:
-        config = {"api_url": sb.url, "api_token": sb.api_token, "progress_interval_seconds": 0}
+        config = {
+            "api_url": sb.url,
+            "api_token": sb.api_token,
+            "progress_interval_seconds": 0,
+            "field_history": "flow",  # as the clean sync
+        }
         cap = clean_tokens // 3
         # run_cli builds a tap for the catalog first: its definitions are not the run's.
         TapPipedrive(config=config, validate_config=False)
@@ -215,10 +239,10 @@ def test_the_documented_estimate_is_within_ten_percent_of_the_first_sync():
     assert f"This estimate cost {estimate_cost:,} tokens" in estimated.stdout
     assert "Growth plan from x-ratelimit-limit 40" in estimated.stdout
     assert re.search(r"this sync takes 1 run\.", estimated.stdout)
-    # A per-parent row: one page of the persons list (10 tokens), then 40 per person.
-    flows = next(line for line in lines if line.startswith("person_flow"))
-    calls, tokens = (int(word.replace(",", "")) for word in flows.split()[1:3])
-    assert tokens == 10 + 40 * (calls - 1) and calls > 10
+    # A per-parent row: one page of the persons list (10 tokens), then 20 per person.
+    changelogs = next(line for line in lines if line.startswith("person_changelog"))
+    calls, tokens = (int(word.replace(",", "")) for word in changelogs.split()[1:3])
+    assert tokens == 10 + 20 * (calls - 1) and calls > 10
     with Sandbox(seed=3, scale=0.05, burst_limit=None) as sb:
         config = {"api_url": sb.url, "api_token": sb.api_token, "progress_interval_seconds": 0}
         TapPipedrive(config=config, validate_config=False)

@@ -426,6 +426,9 @@ class ChangedParentsStream(PipedriveStream):
             return True
         if count == 0:
             return False
+        if self.closes_full_read:
+            # A sweep reads every parent that has children: what it does not see is retired.
+            return True
         return not (self.skip_unchanged_counts and self._counts_read.get(parent.id) == count)
 
     @cached_property
