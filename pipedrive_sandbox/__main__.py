@@ -51,9 +51,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--plan",
-        choices=sorted(PLANS),
+        choices=[*sorted(PLANS), "none"],
         default=None,
-        help=f"burst limits and budget of this plan (with --company-size: {DEFAULT_PLAN})",
+        help="burst limits and budget of this plan "
+        f"(with --company-size: {DEFAULT_PLAN}; none: the company's data without its limits)",
     )
     parser.add_argument(
         "--seats",
@@ -79,15 +80,16 @@ def main(argv: list[str] | None = None) -> int:
     if args.seats is not None and args.seats < 1:
         print(f"error: --seats must be >= 1, got {args.seats}", file=sys.stderr)
         return 2
-    shape: dict[str, Any] = {"scale": args.scale, "plan": args.plan, "seats": args.seats}
+    plan = None if args.plan == "none" else args.plan
+    shape: dict[str, Any] = {"scale": args.scale, "plan": plan, "seats": args.seats}
     if args.company_size is not None:
         preset = company_preset(
-            args.company_size, args.seats or DEFAULT_SEATS, args.plan or DEFAULT_PLAN
+            args.company_size, args.seats or DEFAULT_SEATS, plan or DEFAULT_PLAN
         )
         shape = {
             "scale": preset.scale,
             "counts": preset.counts,
-            "plan": preset.plan,
+            "plan": None if args.plan == "none" else preset.plan,
             "seats": preset.seats,
         }
     sandbox = Sandbox(

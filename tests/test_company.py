@@ -167,3 +167,32 @@ def test_cli_serves_the_company_preset():
         process.wait(timeout=30)
         if process.stdout is not None:
             process.stdout.close()
+
+
+def test_quick_company_scenario_loses_nothing_across_days(tmp_path):
+    """``python -m benchmarks --sections company --quick``: a tiny company whose first sync
+    needs more than one day's budget, run day after day with the state carried over."""
+    from benchmarks.__main__ import (
+        QUICK_COMPANY_BUDGET,
+        QUICK_COMPANY_PLAN,
+        QUICK_COMPANY_SIZE,
+    )
+    from benchmarks.company import run_company
+
+    result = run_company(
+        tmp_path,
+        size=QUICK_COMPANY_SIZE,
+        plan=QUICK_COMPANY_PLAN,
+        daily_budget=QUICK_COMPANY_BUDGET,
+        max_days=6,
+    )
+    assert result.budget == QUICK_COMPANY_BUDGET
+    # The clean sync costs more than a day: one day cannot have delivered everything.
+    assert result.clean_tokens > QUICK_COMPANY_BUDGET
+    assert len(result.days) >= 2
+    assert result.days[0].new_keys < len(result.clean_keys)
+    assert all(0 < day.tokens <= QUICK_COMPANY_BUDGET for day in result.days)
+    # Every record of the clean sync was delivered on some day, and nothing else.
+    assert result.complete and result.lost == 0 and result.extra == 0
+    assert sum(day.new_keys for day in result.days) == len(result.clean_keys)
+    assert result.days[-1].exit_code == 0
