@@ -61,6 +61,8 @@ class Day:
     records: int
     requests: int
     new_keys: int
+    streams_complete: int
+    streams: int
 
     @property
     def share(self) -> float | None:
@@ -222,6 +224,7 @@ def run_company(
     finally:
         clean.stop()
     by_endpoint, per_parent = _tokens_by_endpoint(requests_made)
+    clean_streams = {stream for stream, _ in clean_keys}
     arguments = [*shape, "--plan", preset.plan, "--latency-ms", str(latency_ms)]
     if daily_budget is not None:
         arguments += ["--daily-budget", str(daily_budget)]
@@ -242,6 +245,7 @@ def run_company(
                 state = delivery.state
             new_keys = len(delivery.keys - delivered)
             delivered |= delivery.keys
+            missing_streams = {stream for stream, _ in clean_keys - delivered}
             daily_429s = after["daily_budget_429s"] - before["daily_budget_429s"]
             day = Day(
                 number=number,
@@ -254,6 +258,8 @@ def run_company(
                 records=delivery.records,
                 requests=after["requests"] - before["requests"],
                 new_keys=new_keys,
+                streams_complete=len(clean_streams - missing_streams),
+                streams=len(clean_streams),
             )
             days.append(day)
             if progress is not None:
@@ -305,6 +311,7 @@ def report(results: Printer, result: CompanyResult) -> None:
                 f"{day.wall:.0f}",
                 f"{day.records:,}",
                 f"{day.new_keys:,}",
+                f"{day.streams_complete}/{day.streams}",
             ]
         )
     total_wall = sum(day.wall for day in result.days)
@@ -319,6 +326,7 @@ def report(results: Printer, result: CompanyResult) -> None:
             f"{total_wall:.0f}",
             f"{sum(day.records for day in result.days):,}",
             f"{len(result.delivered):,}",
+            "",
         ]
     )
     results.table(
@@ -332,10 +340,16 @@ def report(results: Printer, result: CompanyResult) -> None:
             "wall s",
             "records written",
             "new records",
+            "streams complete",
         ],
         rows,
     )
     results.print()
+    results.print(
+        "Tokens are the sandbox's count of the day; new records are those no earlier day "
+        "delivered; streams complete counts the streams with records in the clean sync whose "
+        "records have all been delivered by the end of the day."
+    )
     results.print(
         f"Clean sync (no budget, no burst limit): {result.clean_tokens:,} tokens in "
         f"{result.clean_requests:,} calls, {len(result.clean_keys):,} records; "

@@ -196,3 +196,5 @@ def test_quick_company_scenario_loses_nothing_across_days(tmp_path):
     assert result.complete and result.lost == 0 and result.extra == 0
     assert sum(day.new_keys for day in result.days) == len(result.clean_keys)
     assert result.days[-1].exit_code == 0
+    last = result.days[-1]
+    assert last.streams_complete == last.streams > result.days[0].streams_complete
