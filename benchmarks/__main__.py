@@ -712,7 +712,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--company-days", type=int, default=10, help="at most this many days")
     parser.add_argument(
         "--company-settings",
-        type=json.loads,
+        type=_settings,
         default=None,
         help="tap settings for the company runs, as a JSON object (default: none)",
     )
@@ -784,6 +784,16 @@ def main(argv: list[str] | None = None) -> int:
         args.markdown.write_text("\n".join(results.lines) + "\n")
     (BENCH / "results.md").write_text("\n".join(results.lines) + "\n")
     return 0
+
+
+def _settings(text: str) -> dict:
+    try:
+        value = json.loads(text)
+    except ValueError:
+        value = None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"not a JSON object: {text!r}")
+    return value
 
 
 def _replay_only(deals: int) -> tuple[SandboxProcess, ReplayServer, Path, Path]:
