@@ -18,6 +18,10 @@ Everything runs against the local sandbox (``pipedrive_sandbox``) on loopback:
    next to a first sync and an incremental run.
 6. Memory: peak RSS of a deals sync as the number of deals grows (up to 1,000,000 deals,
    served from one real sandbox page with shifted ids and times).
+6. Company: a company shaped like the cost model on a plan with a daily token budget; one
+   run a day, state carried over, until the first sync is complete; per day tokens, share
+   of the budget, 429s, exit code and wall time, and records lost against a clean sync
+   (benchmarks/company.py).
 """
 
 from __future__ import annotations
@@ -36,7 +40,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
+from benchmarks.company import company_section
 from benchmarks.replay import ReplayServer, SyntheticDeals
+from pipedrive_sandbox.company import DEFAULT_PLAN, DEFAULT_SEATS, DEFAULT_SIZE, PLANS
 from tap_pipedrive.streams.core import CORE_STREAMS
 
 REPO = Path(__file__).resolve().parent.parent
@@ -50,6 +56,9 @@ TOKEN = "sandbox-api-token"
 DEALS_PER_SCALE = 2000  # deals in the sandbox at scale 1
 CORE = tuple(stream.name for stream in CORE_STREAMS)
 RECORD_MARKERS = (b'{"type":"RECORD"', b'{"type": "RECORD"')
+QUICK_COMPANY_SIZE = 0.0005
+QUICK_COMPANY_BUDGET = 5000
+QUICK_COMPANY_PLAN = "ultimate"
 METRIC = re.compile(r"^(\S+ \S+) .*METRIC: (\{.*\})\s*$")
 
 
@@ -761,9 +770,37 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--full-sync-scale", type=float, default=0.2)
     parser.add_argument("--sweep-scale", type=float, default=0.2)
     parser.add_argument(
+        "--company-size",
+        type=float,
+        default=DEFAULT_SIZE,
+        help=f"the company scenario's size, a share of the model company ({DEFAULT_SIZE} = "
+        "400 deals, 800 persons, 160 organizations, 2,400 activities, 400 notes)",
+    )
+    parser.add_argument("--company-seats", type=int, default=DEFAULT_SEATS)
+    parser.add_argument(
+        "--company-plan",
+        choices=sorted(PLANS),
+        default=None,
+        help=f"the company's plan (default {DEFAULT_PLAN}; with --quick {QUICK_COMPANY_PLAN})",
+    )
+    parser.add_argument(
+        "--company-budget",
+        type=int,
+        default=None,
+        help="tokens a day (default: the plan's budget for the seats)",
+    )
+    parser.add_argument("--company-latency-ms", type=float, default=0.0)
+    parser.add_argument("--company-days", type=int, default=10, help="at most this many days")
+    parser.add_argument(
+        "--company-settings",
+        type=_settings,
+        default=None,
+        help="tap settings for the company runs, as a JSON object (default: none)",
+    )
+    parser.add_argument(
         "--sections",
-        default="cpu,latency,parallel,sync,sweep,memory",
-        help="any of cpu,latency,parallel,sync,sweep,memory",
+        default="cpu,latency,parallel,sync,sweep,memory,company",
+        help="any of cpu,latency,parallel,sync,sweep,memory,company",
     )
     parser.add_argument("--no-peer", action="store_true", help="skip singer-io tap-pipedrive")
     parser.add_argument("--quick", action="store_true", help="small sizes, one run each")
@@ -771,6 +808,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.quick:
         args.deals, args.repeat, args.memory = 5000, 1, "10000,50000"
+        # A tiny company (25 deals, 50 persons ...), a budget scaled down with it, and a
+        # plan whose burst limit lets the days pass in seconds.
+        args.company_size = QUICK_COMPANY_SIZE
+        if args.company_budget is None:
+            args.company_budget = QUICK_COMPANY_BUDGET
+        args.company_plan = args.company_plan or QUICK_COMPANY_PLAN
     sections = set(args.sections.split(","))
     BENCH.mkdir(exist_ok=True)
     results = Results()
@@ -806,11 +849,34 @@ def main(argv: list[str] | None = None) -> int:
         full_sync_section(results, args.full_sync_scale)
     if "sweep" in sections:
         sweep_section(results, args.sweep_scale)
+    if "company" in sections:
+        company_section(
+            results,
+            size=args.company_size,
+            seats=args.company_seats,
+            plan=args.company_plan or DEFAULT_PLAN,
+            daily_budget=args.company_budget,
+            latency_ms=args.company_latency_ms,
+            max_days=args.company_days,
+            workdir=BENCH / "company",
+            env=child_env(),
+            settings=args.company_settings,
+        )
     results.print(f"Total benchmark time: {time.perf_counter() - started:.0f} s")
     if args.markdown:
         args.markdown.write_text("\n".join(results.lines) + "\n")
     (BENCH / "results.md").write_text("\n".join(results.lines) + "\n")
     return 0
+
+
+def _settings(text: str) -> dict:
+    try:
+        value = json.loads(text)
+    except ValueError:
+        value = None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"not a JSON object: {text!r}")
+    return value
 
 
 def _replay_only(deals: int) -> tuple[SandboxProcess, ReplayServer, Path, Path]:

@@ -23,8 +23,16 @@ Control plane (no auth): ``GET /_sandbox/counts[?streams=a,b]``, ``GET /_sandbox
 ``{"action": "remove_child", "entity", "parent_id", "index"}``), ``POST|DELETE|GET /_sandbox/faults``,
 ``POST /_sandbox/faults/random_mix`` (``{"seed", "rate"}``), ``GET|DELETE /_sandbox/requests``,
 ``GET /_sandbox/stats``, ``POST /_sandbox/clock`` (``{"advance": seconds}``),
-``POST /_sandbox/expire_tokens``, ``POST /_sandbox/reset_daily_budget`` and
+``POST /_sandbox/expire_tokens``, ``POST /_sandbox/reset_daily_budget``,
+``POST /_sandbox/new_day`` (the budget starts again and the clock moves on a day) and
 ``POST /_sandbox/refresh_token`` (a valid refresh token, for OAuth demos).
+
+A company on a plan: ``Sandbox.for_company(company_preset(size, seats, plan))`` (see
+``company.py``; ``pipedrive-sandbox --company-size 0.008 --seats 2 --plan lite``) shapes the
+data like the cost model's company (400 deals, 800 persons, ... at 0.008), answers with the
+plan's ``x-ratelimit-limit`` (API token and OAuth differ), has ``seats`` active users, and
+refuses calls past the daily token budget (30,000 x multiplier x seats) with Pipedrive's
+daily-budget 429 until ``new_day``. ``sb.stats()`` shows the day's tokens and 429s.
 
 Fault kinds (``sb.faults.add(kind, path=regex, count=1, after=0, **params)``): ``burst_429``
 (``reset``), ``daily_429``, ``http_error`` (``status``), ``slow`` (``delay``), ``reset``,

@@ -10,8 +10,15 @@ import signal
 import sys
 import threading
 from types import FrameType
-from typing import NoReturn
+from typing import Any, NoReturn
 
+from pipedrive_sandbox.company import (
+    DEFAULT_PLAN,
+    DEFAULT_SEATS,
+    DEFAULT_SIZE,
+    PLANS,
+    company_preset,
+)
 from pipedrive_sandbox.core import Sandbox
 
 
@@ -29,7 +36,32 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--latency-ms", type=float, default=0.0)
     parser.add_argument("--burst-limit", type=int, default=80, help="0 disables the limiter")
     parser.add_argument("--burst-window", type=float, default=2.0)
-    parser.add_argument("--daily-budget", type=int, default=None)
+    parser.add_argument(
+        "--daily-budget",
+        type=int,
+        default=None,
+        help="tokens a day (default: the plan's budget for the seats, else unlimited)",
+    )
+    parser.add_argument(
+        "--company-size",
+        type=float,
+        default=None,
+        help="shape the data like the model company scaled by this factor "
+        f"({DEFAULT_SIZE} = 400 deals, 800 persons, ...; replaces --scale)",
+    )
+    parser.add_argument(
+        "--plan",
+        choices=[*sorted(PLANS), "none"],
+        default=None,
+        help="burst limits and budget of this plan "
+        f"(with --company-size: {DEFAULT_PLAN}; none: the company's data without its limits)",
+    )
+    parser.add_argument(
+        "--seats",
+        type=int,
+        default=None,
+        help=f"active users (with --company-size: {DEFAULT_SEATS})",
+    )
     parser.add_argument("--access-token-ttl", type=float, default=3600)
     parser.add_argument("--no-rotate-refresh-tokens", action="store_true")
     return parser
@@ -37,17 +69,32 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    for name in ("port", "latency_ms", "daily_budget", "burst_limit"):
+    for name in ("port", "latency_ms", "daily_budget", "burst_limit", "company_size"):
         value = getattr(args, name)
         if value is not None and value < 0:
             print(f"error: --{name.replace('_', '-')} must be >= 0, got {value}", file=sys.stderr)
             return 2
-    if args.scale <= 0 or args.access_token_ttl <= 0:
-        print("error: --scale and --access-token-ttl must be > 0", file=sys.stderr)
+    if args.scale <= 0 or args.access_token_ttl <= 0 or args.company_size == 0:
+        print("error: --scale, --company-size and --access-token-ttl must be > 0", file=sys.stderr)
         return 2
+    if args.seats is not None and args.seats < 1:
+        print(f"error: --seats must be >= 1, got {args.seats}", file=sys.stderr)
+        return 2
+    plan = None if args.plan == "none" else args.plan
+    shape: dict[str, Any] = {"scale": args.scale, "plan": plan, "seats": args.seats}
+    if args.company_size is not None:
+        preset = company_preset(
+            args.company_size, args.seats or DEFAULT_SEATS, plan or DEFAULT_PLAN
+        )
+        shape = {
+            "scale": preset.scale,
+            "counts": preset.counts,
+            "plan": None if args.plan == "none" else preset.plan,
+            "seats": preset.seats,
+        }
     sandbox = Sandbox(
         seed=args.seed,
-        scale=args.scale,
+        **shape,
         latency=args.latency_ms / 1000.0,
         burst_limit=args.burst_limit or None,
         burst_window=args.burst_window,

@@ -204,7 +204,7 @@ def contact(rng: random.Random, value: str, label: str) -> dict[str, Any]:
 def user(world: World, rng: random.Random, row: Row, fmt: Fmt) -> dict[str, Any]:
     first, last = person_name(rng)
     _, tz_name = TIMEZONES[row.pos % len(TIMEZONES)]
-    active = row.pos != 7  # one deactivated user
+    active = row.pos != world.inactive_user_pos  # one deactivated user
     return {
         "id": row.id,
         "name": f"{first} {last}",

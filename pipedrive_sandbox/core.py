@@ -6,9 +6,11 @@ import copy
 import random
 import threading
 import time
+from collections.abc import Mapping
 from datetime import datetime, timezone
 from typing import Any
 
+from pipedrive_sandbox.company import CompanyPreset, Plan, plan_named
 from pipedrive_sandbox.data import FIELD_ENTITIES, Dataset, Table, World
 from pipedrive_sandbox.faults import FaultRegistry
 from pipedrive_sandbox.fields import v1_flat, v2_value
@@ -60,13 +62,27 @@ class Sandbox:
         daily_budget: int | None = None,
         port: int = 0,
         company: Company = DEFAULT_COMPANY,
+        counts: Mapping[str, int] | None = None,
+        plan: str | None = None,
+        seats: int | None = None,
     ) -> None:
+        """``counts`` sets some entities' record counts (instead of ``scale``); ``seats``
+        makes that many active users (plus one deactivated). ``plan`` (see
+        :data:`pipedrive_sandbox.company.PLANS`) sets the burst limits per token kind in
+        place of ``burst_limit`` and, with ``seats``, the daily token budget unless
+        ``daily_budget`` is given."""
         if scale <= 0:
             raise ValueError(f"scale must be > 0, got {scale}")
         if burst_limit is not None and burst_limit < 1:
             raise ValueError(f"burst_limit must be >= 1 or None, got {burst_limit}")
+        self.plan: Plan | None = plan_named(plan) if plan is not None else None
+        self.plan_key = plan.lower() if plan is not None else None
+        if daily_budget is None and self.plan is not None and seats is not None:
+            daily_budget = self.plan.daily_budget(seats)
         self.seed = seed
         self.scale = scale
+        self.counts = dict(counts or {})
+        self.seats = seats
         self.latency = latency
         self.burst_limit = burst_limit
         self.daily_budget = daily_budget
@@ -83,11 +99,17 @@ class Sandbox:
         self._t0 = time.monotonic()
         self._clock_offset = 0.0
         self._last_stamp = 0
-        self.world = World(seed, scale, company)
+        self.world = World(seed, scale, company, counts, seats)
         self.dataset = Dataset(self.world)
         self.lister = Lister(self.world)
         self.faults = FaultRegistry()
-        self.limiter = BurstLimiter(burst_limit, burst_window)
+        self.limiter = BurstLimiter(
+            burst_limit,
+            burst_window,
+            None
+            if self.plan is None
+            else {kind: self.plan.burst_limit(kind) for kind in ("api_token", "oauth")},
+        )
         self.oauth = OAuthState(
             client_id,
             client_secret,
@@ -105,8 +127,24 @@ class Sandbox:
         self.tokens_spent = 0
         self._daily_spent = 0
         self._rate_limited = 0
+        self._daily_budget_429s = 0
+        self.day = 1
         self._server: SandboxServer | None = None
         self._thread: threading.Thread | None = None
+
+    @classmethod
+    def for_company(cls, preset: CompanyPreset, **kwargs: Any) -> Sandbox:
+        """A sandbox shaped like ``preset`` (see :func:`pipedrive_sandbox.company.company_preset`);
+        ``kwargs`` go to the constructor (``plan=None`` keeps the data and seats but drops
+        the plan's limits and budget)."""
+        arguments: dict[str, Any] = {
+            "scale": preset.scale,
+            "counts": preset.counts,
+            "plan": preset.plan,
+            "seats": preset.seats,
+        }
+        arguments.update(kwargs)
+        return cls(**arguments)
 
     # ---- lifecycle -------------------------------------------------------------------------
     def start(self) -> Sandbox:
@@ -160,6 +198,9 @@ class Sandbox:
             burst_window=self.burst_window,
             daily_budget=self.daily_budget,
             company=company,
+            counts=self.counts,
+            plan=self.plan_key,
+            seats=self.seats,
         )
         # One OAuth server for every company: codes and tokens live here.
         other.oauth = self.oauth
@@ -232,9 +273,20 @@ class Sandbox:
         with self._lock:
             self._daily_spent = 0
 
-    def count_429(self) -> None:
+    def new_day(self) -> dict[str, Any]:
+        """Midnight in the company's time zone: the daily budget starts again, and the
+        sandbox clock moves on a day (records changed from now on carry later times)."""
+        with self._lock:
+            self._daily_spent = 0
+            self.day += 1
+        self.advance_clock(86400)
+        return {"day": self.day, "daily_budget": self.daily_budget, "now": self.now().isoformat()}
+
+    def count_429(self, daily_budget: bool = False) -> None:
         with self._lock:
             self._rate_limited += 1
+            if daily_budget:
+                self._daily_budget_429s += 1
 
     def log_request(self, record: RequestRecord) -> None:
         with self._lock:
@@ -256,7 +308,12 @@ class Sandbox:
                 "requests": len(self.requests),
                 "tokens_spent": self.tokens_spent,
                 "daily_tokens_spent": self._daily_spent,
+                "daily_budget": self.daily_budget,
+                "day": self.day,
                 "rate_limited": self._rate_limited,
+                "daily_budget_429s": self._daily_budget_429s,
+                "plan": self.plan.name if self.plan is not None else None,
+                "seats": self.seats,
                 "token_calls": len(self.token_calls),
             }
 
@@ -500,6 +557,8 @@ class Sandbox:
         if method == "POST" and name == "reset_daily_budget":
             self.reset_daily_budget()
             return {"reset": True}
+        if method == "POST" and name == "new_day":
+            return self.new_day()
         if method == "POST" and name == "refresh_token":
             return {"refresh_token": self.issue_refresh_token()}
         raise KeyError(f"{method} /_sandbox/{name}")

@@ -38,6 +38,8 @@ SHAPES: dict[str, Any] = json.loads(
 )
 # Records of tables up to this size are memoised once built; bigger tables build on demand.
 CACHE_LIMIT = 60_000
+# The default world's one deactivated user (the eighth of twelve).
+DEFAULT_INACTIVE_USER_POS = 7
 CUSTOM_POOL_SIZE = 256
 
 
@@ -311,10 +313,28 @@ class ChildTable:
 class World:
     """Everything the sandbox serves, built from (seed, scale)."""
 
-    def __init__(self, seed: int, scale: float, company: Company = DEFAULT_COMPANY) -> None:
+    def __init__(
+        self,
+        seed: int,
+        scale: float,
+        company: Company = DEFAULT_COMPANY,
+        counts: Mapping[str, int] | None = None,
+        seats: int | None = None,
+    ) -> None:
         self.seed = seed
         self.scale = scale
         self.company = company
+        counts = dict(counts or {})
+        unknown = set(counts) - {entity.name for entity in ENTITIES}
+        if unknown:
+            raise ValueError(f"counts name unknown entities: {', '.join(sorted(unknown))}")
+        # Seats are the active users: ``seats`` of them, then one deactivated user. Without
+        # seats, the default world's 12 users, the eighth of them deactivated.
+        if seats is not None:
+            if seats < 1:
+                raise ValueError(f"seats must be >= 1, got {seats}")
+            counts["users"] = seats + 1
+        self.inactive_user_pos = seats if seats is not None else DEFAULT_INACTIVE_USER_POS
         self.lock = threading.RLock()
         self.plans: dict[str, builders.Plan] = {}
         for key, shape in SHAPES.items():
@@ -323,7 +343,7 @@ class World:
         self.fields = FieldRegistry(seed, builtin_field_sets())
         self.refs: dict[str, int] = {}
         for entity in ENTITIES:
-            self.refs[entity.name] = _count_for(entity, scale)
+            self.refs[entity.name] = counts.get(entity.name, _count_for(entity, scale))
         self.tables = Tables(self)
         self.children: dict[str, ChildTable] = {
             child.name: ChildTable(self, child) for child in CHILDREN

@@ -94,18 +94,32 @@ class RequestRecord:
 
 
 class BurstLimiter:
-    """Rolling-window request counter per token kind."""
+    """Rolling-window request counter per token kind ("api_token", "oauth").
 
-    def __init__(self, limit: int | None, window: float) -> None:
+    ``limits`` gives a kind a limit of its own (a plan's OAuth limit is four times its
+    API-token one); other kinds share ``limit`` (None: no limit)."""
+
+    def __init__(
+        self, limit: int | None, window: float, limits: dict[str, int] | None = None
+    ) -> None:
         self.limit = limit
+        self.limits = dict(limits or {})
         self.window = window
         self._hits: dict[str, deque[float]] = {}
         self._lock = threading.Lock()
 
+    def limit_for(self, key: str) -> int | None:
+        return self.limits.get(key, self.limit)
+
+    def shown_limit(self, key: str) -> int:
+        """The ``x-ratelimit-limit`` answers carry for ``key``."""
+        limit = self.limit_for(key)
+        return limit if limit is not None else DISABLED_BURST_LIMIT
+
     def peek(self, key: str) -> dict[str, str]:
         """The rate limit headers for ``key`` without counting a request."""
         now = time.monotonic()
-        limit = self.limit if self.limit is not None else DISABLED_BURST_LIMIT
+        limit = self.shown_limit(key)
         with self._lock:
             hits = [hit for hit in self._hits.get(key, ()) if hit > now - self.window]
         reset = math.ceil(hits[0] + self.window - now) if hits else math.ceil(self.window)
@@ -118,12 +132,13 @@ class BurstLimiter:
     def hit(self, key: str) -> tuple[bool, int, int, int]:
         """(allowed, limit, remaining, reset seconds) — counts the request when allowed."""
         now = time.monotonic()
-        limit = self.limit if self.limit is not None else DISABLED_BURST_LIMIT
+        limited = self.limit_for(key) is not None
+        limit = self.shown_limit(key)
         with self._lock:
             hits = self._hits.setdefault(key, deque())
             while hits and hits[0] <= now - self.window:
                 hits.popleft()
-            allowed = self.limit is None or len(hits) < limit
+            allowed = not limited or len(hits) < limit
             if allowed:
                 hits.append(now)
             reset = math.ceil(hits[0] + self.window - now) if hits else math.ceil(self.window)
@@ -415,7 +430,7 @@ class SandboxHandler(BaseHTTPRequestHandler):
             )
             return
         if not sb.budget_allows(endpoint.cost):
-            sb.count_429()
+            sb.count_429(daily_budget=True)
             log(429)
             # The burst window still has room: that is how clients tell the two 429s apart.
             rate_headers["x-ratelimit-remaining"] = str(max(1, remaining))
@@ -446,6 +461,7 @@ class SandboxHandler(BaseHTTPRequestHandler):
         """Faults that replace the whole answer; True when one was sent."""
         sb = self.server.sandbox
         kind = fault.kind
+        limiter_key = "oauth" if self.headers.get("Authorization") is not None else "api_token"
         if kind == "burst_429":
             reset = str(fault.params.get("reset", 1))
             sb.count_429()
@@ -454,16 +470,16 @@ class SandboxHandler(BaseHTTPRequestHandler):
                 429,
                 BURST_BODY,
                 {
-                    "x-ratelimit-limit": str(sb.burst_limit or DISABLED_BURST_LIMIT),
+                    "x-ratelimit-limit": str(sb.limiter.shown_limit(limiter_key)),
                     "x-ratelimit-remaining": "0",
                     "x-ratelimit-reset": reset,
                 },
             )
             return True
         if kind == "daily_429":
-            sb.count_429()
+            sb.count_429(daily_budget=True)
             log(429)
-            limit = sb.burst_limit or DISABLED_BURST_LIMIT
+            limit = sb.limiter.shown_limit(limiter_key)
             self._send_json(
                 429,
                 DAILY_BUDGET_BODY,
