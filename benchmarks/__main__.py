@@ -57,7 +57,7 @@ DEALS_PER_SCALE = 2000  # deals in the sandbox at scale 1
 CORE = tuple(stream.name for stream in CORE_STREAMS)
 RECORD_MARKERS = (b'{"type":"RECORD"', b'{"type": "RECORD"')
 QUICK_COMPANY_SIZE = 0.0005
-QUICK_COMPANY_BUDGET = 5000
+QUICK_COMPANY_BUDGET = 2500
 QUICK_COMPANY_PLAN = "ultimate"
 METRIC = re.compile(r"^(\S+ \S+) .*METRIC: (\{.*\})\s*$")
 

@@ -143,7 +143,10 @@ def test_spent_daily_budget_stops_cleanly_and_the_state_resumes(sandbox, api_con
     first = run_cli(config, streams=CORE)
     assert first.returncode != 0
     assert "Traceback" not in first.stderr
-    budget_lines = [line for line in first.stderr.splitlines() if "budget" in line.lower()]
+    # One error line about it (the run's INFO summary names the budget too).
+    budget_lines = [
+        line for line in first.stderr.splitlines() if "budget" in line.lower() and "| ERROR" in line
+    ]
     assert len(budget_lines) == 1
     assert "resets" in budget_lines[0]
     assert first.last_state is not None
