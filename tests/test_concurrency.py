@@ -17,6 +17,7 @@ from pipedrive_sandbox import Sandbox
 from tap_pipedrive import prefetch
 from tap_pipedrive.errors import DailyBudgetExhausted
 from tap_pipedrive.tap import CONFIG_SCHEMA
+from tests.support.messages import comparable
 from tests.tap_runner import CORE_STREAM_NAMES, run_cli, sync_capturing
 
 WAIT_SECONDS = 10.0
@@ -35,22 +36,6 @@ def sandbox():
 
 def _sync(config: dict, *, streams: set[str] = CORE, hook=None, state=None):
     return sync_capturing(config, streams=streams, state=state, hook=hook)
-
-
-def _comparable(messages: list[dict]) -> list[dict]:
-    """Messages without the times that differ between runs (extraction, signposts, and the
-    table versions of full reads, which are the time a run started)."""
-    timed = {"replication_key_signpost", "sweep_version", "swept_version", "swept_at"}
-
-    def strip(value):
-        if isinstance(value, dict):
-            return {k: strip(v) for k, v in value.items() if k not in timed}
-        if isinstance(value, list):
-            return [strip(v) for v in value]
-        return value
-
-    per_run = ("time_extracted", "version")
-    return [strip({k: v for k, v in m.items() if k not in per_run}) for m in messages]
 
 
 def _list_calls(sandbox) -> list[tuple[str, tuple]]:
@@ -85,7 +70,7 @@ def test_parallel_fetching_changes_nothing_in_the_output(sandbox, api_config):
     tap, parallel, error = _sync({**api_config, "max_parallel_streams": 4})
     assert error is None
     assert tap.prefetcher.jobs_started_ahead > 0
-    assert _comparable(parallel) == _comparable(sequential)
+    assert comparable(parallel) == comparable(sequential)
     assert _list_calls(sandbox) == sequential_calls
     assert sandbox.stats()["rate_limited"] == 0
 

@@ -19,6 +19,7 @@ from pipedrive_sandbox import Sandbox
 from tap_pipedrive.client import PipedriveStream
 from tap_pipedrive.ratelimit import WINDOW_MARGIN_SECONDS, WINDOW_SECONDS
 from tap_pipedrive.tap import TapPipedrive
+from tests.support.messages import comparable
 from tests.tap_runner import parse_messages, select_only
 
 PER_PARENT = {
@@ -30,23 +31,6 @@ PER_PARENT = {
     "note_comments",
     "product_variations",
 }
-
-
-def _comparable(messages: list[dict]) -> list[dict]:
-    """Messages without the clock readings that differ between any two runs."""
-
-    # Table versions of full reads are the time a run started.
-    timed = {"replication_key_signpost", "sweep_version", "swept_version", "swept_at"}
-
-    def strip(value):
-        if isinstance(value, dict):
-            return {k: strip(v) for k, v in value.items() if k not in timed}
-        if isinstance(value, list):
-            return [strip(v) for v in value]
-        return value
-
-    per_run = ("time_extracted", "version")
-    return [strip({k: v for k, v in m.items() if k not in per_run}) for m in messages]
 
 
 @pytest.fixture
@@ -102,7 +86,7 @@ def test_parallel_parents_write_exactly_what_a_sequential_run_writes(in_flight):
         in_flight["max"] = 0
         parallel, parallel_calls = _run(sandbox, 8)
         assert in_flight["max"] > 2, "per-parent requests did not overlap"
-        assert _comparable(parallel) == _comparable(sequential)
+        assert comparable(parallel) == comparable(sequential)
         assert parallel_calls == sequential_calls
         states = [m for m in parallel if m["type"] == "STATE"]
         assert len(states) > len(PER_PARENT)  # checkpoints along the way, not one at the end
@@ -115,7 +99,7 @@ def test_parallel_parents_write_exactly_what_a_sequential_run_writes(in_flight):
         state = states[-1]["value"]
         again_sequential, _ = _run(sandbox, 1, state)
         again_parallel, _ = _run(sandbox, 8, state)
-        assert _comparable(again_parallel) == _comparable(again_sequential)
+        assert comparable(again_parallel) == comparable(again_sequential)
         assert [m for m in again_parallel if m["type"] == "RECORD"]
 
 

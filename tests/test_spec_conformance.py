@@ -7,38 +7,22 @@ module is skipped when they are absent.
 from __future__ import annotations
 
 import functools
-import importlib.util
 import json
 import re
-import sys
 from collections.abc import Iterator, Mapping
-from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-SPEC_DIR = REPO_ROOT.parent / "shared" / "pipedrive-openapi"
-SCHEMA_DIR = REPO_ROOT / "tap_pipedrive" / "schemas"
-GENERATOR_PATH = REPO_ROOT / "tools" / "generate_schemas.py"
+from tests.support.specs import REPO_ROOT, SPEC_DIR, SPECS_PRESENT, generator
 
-if not all((SPEC_DIR / f"{version}.yaml").is_file() for version in ("v1", "v2")):
+SCHEMA_DIR = REPO_ROOT / "tap_pipedrive" / "schemas"
+
+if not SPECS_PRESENT:
     pytest.skip(f"OpenAPI specs not found in {SPEC_DIR}", allow_module_level=True)
 
 yaml = pytest.importorskip("yaml")
 jsonschema = pytest.importorskip("jsonschema")
-
-
-@functools.cache
-def generator() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("generate_schemas", GENERATOR_PATH)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    # dataclasses resolve annotations through sys.modules while the module executes.
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 @functools.cache

@@ -8,36 +8,19 @@ from __future__ import annotations
 
 import copy
 import functools
-import importlib.util
-import sys
 from datetime import datetime, timezone
-from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
 
 from tap_pipedrive.streams.bases import ChangedParentsStream, Parent
+from tests.support.specs import SPEC_DIR, SPECS_PRESENT, generator
 from tests.test_records import format_violations
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-SPEC_DIR = REPO_ROOT.parent / "shared" / "pipedrive-openapi"
-GENERATOR_PATH = REPO_ROOT / "tools" / "generate_schemas.py"
-
-if not all((SPEC_DIR / f"{version}.yaml").is_file() for version in ("v1", "v2")):
+if not SPECS_PRESENT:
     pytest.skip(f"OpenAPI specs not found in {SPEC_DIR}", allow_module_level=True)
 
 jsonschema = pytest.importorskip("jsonschema")
-
-
-@functools.cache
-def generator() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("generate_schemas_examples", GENERATOR_PATH)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 @functools.cache
