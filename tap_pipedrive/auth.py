@@ -26,9 +26,9 @@ from tap_pipedrive.errors import (
     ReauthorizationRequired,
     login_command,
 )
+from tap_pipedrive.http.transport import RedirectRefused, TransportSession, host_of
 from tap_pipedrive.identity import same_company
 from tap_pipedrive.redact import SecretRedactor
-from tap_pipedrive.transport import RedirectRefused, TransportSession, host_of
 
 DEFAULT_OAUTH_URL = "https://oauth.pipedrive.com"
 # Refresh this many seconds before the access token expires, so a request that is

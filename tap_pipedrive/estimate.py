@@ -17,9 +17,11 @@ import typing as t
 from dataclasses import dataclass
 
 from tap_pipedrive.budget import endpoint_cost
-from tap_pipedrive.client import PipedriveStream, response_json
+from tap_pipedrive.errors import StreamUnavailable
 from tap_pipedrive.normalize import format_timestamp
-from tap_pipedrive.streams.bases import ChangedParentsStream, ParentSource, parse_time
+from tap_pipedrive.streams.base import PipedriveStream
+from tap_pipedrive.streams.bases import ChangedParentsStream, ParentSource
+from tap_pipedrive.streams.bookmarks import parse_time
 
 if t.TYPE_CHECKING:
     from tap_pipedrive.tap import TapPipedrive
@@ -89,13 +91,16 @@ def _read_parents(
     key = (source, since)
     if key in cache:
         return cache[key], False
-    reader = stream._reader(source, since)
     start = parse_time(since) if since else None
     rows = []
-    for row in reader.request_records(None):
-        moment = parse_time(row.get("update_time"))
-        if start is None or moment is None or moment >= start:
-            rows.append(row)
+    try:
+        for page in stream.run.client.pages(stream.parent_spec(source, start)):
+            for row in page.rows(stream=stream.name):
+                moment = parse_time(row.get("update_time"))
+                if start is None or moment is None or moment >= start:
+                    rows.append(row)
+    except StreamUnavailable as exc:
+        stream.logger.warning("Skipping stream %s: %s", stream.name, exc)
     cache[key] = rows
     return rows, True
 
@@ -106,7 +111,7 @@ def _per_parent(stream: ChangedParentsStream, cache: dict[tuple, list[dict]]) ->
     parents: dict[t.Any, dict] = {}
     for source in stream.parent_sources:
         rows, _ = _read_parents(stream, source, since, cache)
-        url = f"{stream._tap.api_root}/api/{source.version}{source.path}"  # type: ignore[attr-defined]
+        url = stream.run.client.url(source.version, source.path)
         # A sync reads the parent list for the stream: its pages are part of its cost.
         pages = max(1, math.ceil(len(rows) / stream.page_size))
         cost.calls += pages
@@ -124,18 +129,17 @@ def _per_parent(stream: ChangedParentsStream, cache: dict[tuple, list[dict]]) ->
 
 def _first_page(stream: PipedriveStream, context: dict | None) -> tuple[int, bool]:
     """Rows on the first page of a list, and whether the list goes on."""
-    prepared = stream.prepare_request(context, None)
-    send = stream.request_decorator(stream._request)
-    response = send(prepared, context)
-    rows = response_json(response).get("data") or []
+    spec = stream.request_spec(context)
+    paginator = spec.paginator()
+    page = stream.run.client.fetch(spec, paginator.query())
+    rows = page.data() or []
     if isinstance(rows, dict):
         rows = rows.get("goals") or [rows]
-    paginator = stream.get_new_paginator()
     count = len(rows) if isinstance(rows, list) else 0
     more = False
-    if paginator is not None and count >= stream.page_size:
+    if stream.paged and count >= stream.page_size:
         # A short page is the last one (lists that only stop at an empty page too).
-        paginator.advance(response)
+        paginator.advance(page)
         more = not paginator.finished
     return count, more
 
@@ -144,7 +148,7 @@ def _list(
     stream: PipedriveStream, parent_rows: dict[tuple, list[dict]], listed_rows: dict[str, int]
 ) -> StreamCost:
     cost = StreamCost(stream.name)
-    if stream.name == "users" and stream._tap.budget.seats is not None:  # type: ignore[attr-defined]
+    if stream.name == "users" and stream.run.budget.seats is not None:
         # Read for the seats already: one page, the stream reads it once more.
         cost.calls, cost.tokens = 1, stream.next_request_cost
         return cost

@@ -39,10 +39,10 @@ from tap_pipedrive.auth import (
     request_tokens,
 )
 from tap_pipedrive.errors import ConfigError, PipedriveError, ReauthorizationRequired
+from tap_pipedrive.http.transport import check_url
 from tap_pipedrive.identity import same_company
 from tap_pipedrive.redact import SecretRedactor
 from tap_pipedrive.token_store import FileTokenStore, TokenStoreError, atomic_write_json
-from tap_pipedrive.transport import check_url
 
 if t.TYPE_CHECKING:
     from collections.abc import Callable

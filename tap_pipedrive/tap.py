@@ -14,7 +14,7 @@ from functools import cached_property
 from pathlib import Path
 
 import click
-from singer_sdk import Tap
+from singer_sdk import RESTStream, Tap
 from singer_sdk import typing as th
 
 # Private SDK surface, both for --config=ENV (see TapPipedrive._env_var_config): the
@@ -38,26 +38,30 @@ from tap_pipedrive.budget import DEFAULT_MAX_BUDGET_SHARE, Budget, BudgetReached
 from tap_pipedrive.custom_fields import LOCATIONS, NAMING_MODES, FieldCatalog
 from tap_pipedrive.errors import ConfigError, PipedriveError
 from tap_pipedrive.estimate import estimate as estimate_cost
-from tap_pipedrive.login import DEFAULT_REDIRECT_URI
-from tap_pipedrive.output import SingerOutput
-from tap_pipedrive.prefetch import (
+from tap_pipedrive.http.client import PipedriveClient, RequestSpec
+from tap_pipedrive.http.fetch_ahead import (
     DEFAULT_MAX_PARALLEL_PARENTS,
     DEFAULT_MAX_PARALLEL_STREAMS,
     Prefetcher,
 )
+from tap_pipedrive.http.pacer import RateLimiter
+from tap_pipedrive.http.transport import check_api_domain, check_url
+from tap_pipedrive.login import DEFAULT_REDIRECT_URI
+from tap_pipedrive.output import SingerOutput
 from tap_pipedrive.progress import DEFAULT_PROGRESS_INTERVAL, Progress
-from tap_pipedrive.ratelimit import RateLimiter
 from tap_pipedrive.redact import SecretRedactor
+from tap_pipedrive.run import Run
 from tap_pipedrive.streams import STREAM_TYPES
+from tap_pipedrive.streams.base import MAX_PAGE_SIZE, PipedriveStream
 from tap_pipedrive.streams.bases import (
     DEFAULT_FIELD_HISTORY,
     FIELD_HISTORY_SOURCES,
     ChangedParentsStream,
 )
+from tap_pipedrive.streams.bookmarks import context_key, future_starting_value
 from tap_pipedrive.streams.core import UsersStream
 from tap_pipedrive.streams.custom_fields import read_field_definitions
 from tap_pipedrive.sweeps import DEFAULT_SWEEP_INTERVAL_DAYS, plan_full_reads
-from tap_pipedrive.transport import check_api_domain, check_url
 
 if t.TYPE_CHECKING:
     from types import FrameType
@@ -65,7 +69,6 @@ if t.TYPE_CHECKING:
     from jsonschema import ValidationError
     from singer_sdk.streams import Stream
 
-    from tap_pipedrive.client import PipedriveStream
 
 DEFAULT_API_URL = "https://api.pipedrive.com"
 SECRET_SETTINGS = ("api_token", "client_secret", "refresh_token", "access_token")
@@ -471,9 +474,35 @@ class TapPipedrive(Tap):
         return Progress(self.config.get("progress_interval_seconds", DEFAULT_PROGRESS_INTERVAL))
 
     @cached_property
-    def rate_limiter(self) -> RateLimiter:
-        """Paces the requests of all streams and threads (see ratelimit.py)."""
-        return RateLimiter()
+    def client(self) -> PipedriveClient:
+        """The one HTTP client of the run, shared by every stream and thread (http/client.py)."""
+        return PipedriveClient(
+            api_root=self.api_root,
+            authenticator=self.authenticator,
+            pacer=RateLimiter(),
+            budget=self.budget,
+            progress=self.progress,
+            logger=self.logger,
+            # The SDK's default User-Agent (plugin_base's public get_sdk_version).
+            user_agent=str(self.config.get("user_agent") or f"singer-sdk/{self.get_sdk_version()}"),
+            timeout=int(self.config.get("request_timeout") or 300),
+            max_tries=int(self.config.get("max_retries", 8)),
+            retry_base_seconds=float(self.config.get("retry_base_seconds", 1.0)),
+        )
+
+    @cached_property
+    def run(self) -> Run:
+        """What the streams of this run share (run.py)."""
+        return Run(
+            client=self.client,
+            fetcher=Prefetcher(
+                self.client,
+                int(self.config.get("max_parallel_streams") or DEFAULT_MAX_PARALLEL_STREAMS),
+                int(self.config.get("max_parallel_parents") or DEFAULT_MAX_PARALLEL_PARENTS),
+            ),
+            progress=self.progress,
+            budget_stop_line=self.budget_stop_line,
+        )
 
     @cached_property
     def budget(self) -> Budget:
@@ -482,7 +511,7 @@ class TapPipedrive(Tap):
         oauth = not self.config.get("api_token")
         return Budget.from_settings(self.config, oauth=oauth)
 
-    def budget_stop_line(self, stream: PipedriveStream) -> str:
+    def budget_stop_line(self, stream_name: str) -> str:
         """The one line of a run that stopped at its cap: what was read, what is left."""
         budget = self.budget
         selected = [
@@ -491,9 +520,9 @@ class TapPipedrive(Tap):
             if (s.selected or s.has_selected_descendents) and not s.parent_stream_type
         ]
         names = [s.name for s in selected]
-        at = names.index(stream.name) if stream.name in names else len(names)
-        stats = self.progress.stream(stream.name)
-        where = stream.name
+        at = names.index(stream_name) if stream_name in names else len(names)
+        stats = self.progress.stream(stream_name)
+        where = stream_name
         if stats.has_parents:
             of = f" of {stats.parents_listed:,}" if stats.listing_done else ""
             where += f" ({stats.parents_done:,}{of} parents read)"
@@ -506,20 +535,12 @@ class TapPipedrive(Tap):
             f"left: {', '.join(left)}. The state is saved: the next run continues from here."
         )
 
-    @cached_property
-    def prefetcher(self) -> Prefetcher:
-        """Fetches pages ahead of the records being written (see prefetch.py)."""
-        return Prefetcher(
-            int(self.config.get("max_parallel_streams") or DEFAULT_MAX_PARALLEL_STREAMS),
-            int(self.config.get("max_parallel_parents") or DEFAULT_MAX_PARALLEL_PARENTS),
-        )
-
     def _set_compatible_replication_methods(self) -> None:
         # Runs once at the start of every sync_all (which is final): the moment the
         # selection is settled, so the streams still to come can start fetching.
         super()._set_compatible_replication_methods()
         # Shared objects are built here, before any background thread could race to.
-        _ = (self.rate_limiter, self.authenticator, self.budget)
+        run = self.run
         # Before pages are fetched ahead: a sweep reads from the start, not the bookmark.
         plan_full_reads(
             self.streams.values(),
@@ -534,7 +555,28 @@ class TapPipedrive(Tap):
         self.progress.footer = self.budget.summary_lines
         self.budget.resume(self.state)
         self._count_seats()
-        self.prefetcher.begin_sync(self)
+        run.fetcher.begin_sync(self._fetch_plan())
+
+    def _fetch_plan(self) -> list[tuple[str, RequestSpec]]:
+        """The requests of the selected top-level streams, in the order they are written.
+
+        Only streams read by the standard loop (no reading of their own, such as children
+        read per parent) are fetched ahead; each request starts from the bookmark the SDK
+        will settle on when the stream's turn comes.
+        """
+        plan = []
+        for stream in self.streams.values():
+            if not isinstance(stream, PipedriveStream) or stream.parent_stream_type:
+                continue
+            if not (stream.selected or stream.has_selected_descendents):
+                continue
+            if not stream.prefetch_ahead or _reads_its_own_way(stream):
+                continue
+            for partition in stream.partitions or [{}]:
+                context = partition or None  # as the SDK passes it
+                spec = stream.request_spec(context, future_starting_value(stream, context))
+                plan.append((context_key(stream.name, context), spec))
+        return plan
 
     def _count_seats(self, *, always: bool = False) -> None:
         """Read the active users for the budget estimate, unless the users stream does."""
@@ -616,7 +658,8 @@ class TapPipedrive(Tap):
     @cached_property
     def custom_field_catalog(self) -> FieldCatalog:
         """Custom field definitions: one request per field set per run, for discovery and sync."""
-        return FieldCatalog(lambda source: read_field_definitions(self, source))
+        page_size = int(self.config.get("page_size") or MAX_PAGE_SIZE)
+        return FieldCatalog(lambda source: read_field_definitions(self.run, source, page_size))
 
     def discover_streams(self) -> list[PipedriveStream]:
         return [
@@ -685,6 +728,15 @@ class TapPipedrive(Tap):
             context_settings=base.context_settings,
             logger=cls.logger,
         )
+
+
+def _reads_its_own_way(stream: PipedriveStream) -> bool:
+    """Whether a stream reads other than by the standard loop (per parent, several passes)."""
+    cls = type(stream)
+    return (
+        cls.get_records is not RESTStream.get_records
+        or cls.request_records is not PipedriveStream.request_records
+    )
 
 
 _LIST_ORDER = {

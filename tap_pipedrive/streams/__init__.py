@@ -16,7 +16,7 @@ from tap_pipedrive.streams.notes import NOTE_CHILD_STREAMS, NOTE_STREAMS
 from tap_pipedrive.streams.projects import PROJECT_STREAMS
 
 if t.TYPE_CHECKING:
-    from tap_pipedrive.client import PipedriveStream
+    from tap_pipedrive.streams.base import PipedriveStream
 
 STREAM_TYPES: tuple[type[PipedriveStream], ...] = (
     *CORE_STREAMS,

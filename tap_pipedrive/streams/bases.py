@@ -1,6 +1,5 @@
 """Read patterns that several stream modules share.
 
-* ``UntilEmptyOffsetPaginator``: v1 lists whose envelope says nothing about further pages.
 * ``NewestFirstStream``: incremental reads of lists that Pipedrive sorts by update time but
   cannot filter by it (``/files``, ``/leads/archived``).
 * ``ChangedParentsStream``: children (followers, deal products, flows ...) read only for the
@@ -12,72 +11,35 @@ from __future__ import annotations
 
 import base64
 import heapq
-import json
 import threading
 import typing as t
 import weakref
 import zlib
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime
 from functools import cached_property
-from http import HTTPStatus
 
-from tap_pipedrive.client import (
-    CursorPaginator,
-    OffsetPaginator,
-    PipedriveStream,
-    V1Stream,
-    response_json,
-)
+from tap_pipedrive.budget import BudgetReached
+from tap_pipedrive.errors import StreamUnavailable
+from tap_pipedrive.http.client import RequestSpec
+from tap_pipedrive.http.paging import CursorPaginator, OffsetPaginator, PaginatorFactory
 from tap_pipedrive.normalize import format_timestamp, to_rfc3339
-from tap_pipedrive.prefetch import future_starting_value
+from tap_pipedrive.streams.base import PipedriveStream, V1Stream
+from tap_pipedrive.streams.bookmarks import (
+    EARLIEST,
+    Bookmarks,
+    ParentMark,
+    context_key,
+    future_starting_value,
+    parse_time,
+)
 
 if t.TYPE_CHECKING:
     from collections.abc import Iterable, Iterator
 
-    import requests
     from singer_sdk.helpers.types import Context
-    from singer_sdk.pagination import BaseAPIPaginator
 
-_EARLIEST = datetime.min.replace(tzinfo=timezone.utc)
-_GONE = (HTTPStatus.NOT_FOUND, HTTPStatus.GONE)
-
-
-def parse_time(value: t.Any) -> datetime | None:
-    """A Pipedrive timestamp (v1 or v2 spelling) as an aware datetime; None when unusable."""
-    try:
-        text = to_rfc3339(value)
-    except (ValueError, TypeError, IndexError):
-        return None
-    return datetime.fromisoformat(text.replace("Z", "+00:00")) if text else None
-
-
-def _context_key(context: Context | None) -> str:
-    return json.dumps(dict(context or {}), sort_keys=True, default=str)
-
-
-class UntilEmptyOffsetPaginator(OffsetPaginator):
-    """Offset paging for v1 lists that may answer without any paging facts.
-
-    ``/mailbox/mailThreads`` and ``/permissionSets/{id}/assignments`` declare no
-    ``more_items_in_collection``. Without it, reading goes on until an empty page: one
-    request more than needed, and nothing lost. A server that ignored ``start`` would send
-    the same first row again; that ends the read too.
-    """
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._previous_first_row: t.Any = None
-
-    def has_more(self, response: requests.Response) -> bool:
-        if "more_items_in_collection" in self._pagination(response):
-            return super().has_more(response)
-        rows = response_json(response).get("data") or []
-        first = rows[0] if isinstance(rows, list) and rows else rows or None
-        if not rows or first == self._previous_first_row:
-            return False
-        self._previous_first_row = first
-        return True
+    from tap_pipedrive.http.pages import Page
 
 
 class NewestFirstStream(PipedriveStream):
@@ -96,16 +58,16 @@ class NewestFirstStream(PipedriveStream):
         """Whether this partition is read this way (a stream may mix it with a filter)."""
         return True
 
-    @cached_property
-    def _descending(self) -> set[str]:
-        return set()
+    def _has_bookmark(self, context: Context | None) -> bool:
+        return self.get_context_state(context).get("replication_key_value") is not None
 
-    def get_url_params(self, context: Context | None, next_page_token: t.Any) -> dict[str, t.Any]:
-        params = super().get_url_params(context, next_page_token)
-        if self.reads_newest_first(context):
-            params.pop(self.updated_since_param or "", None)
-            direction = "DESC" if _context_key(context) in self._descending else "ASC"
-            params["sort"] = f"{self.replication_key} {direction}"
+    def bookmark_params(self, context: Context | None, since: datetime | None) -> dict[str, str]:
+        if not self.reads_newest_first(context):
+            return super().bookmark_params(context, since)
+        params = dict(self.sort_params)
+        params.pop(self.updated_since_param or "", None)
+        direction = "DESC" if self._has_bookmark(context) else "ASC"
+        params["sort"] = f"{self.replication_key} {direction}"
         return params
 
     def request_records(self, context: Context | None) -> t.Iterable[dict]:
@@ -113,27 +75,14 @@ class NewestFirstStream(PipedriveStream):
             yield from super().request_records(context)
             return
         start = self.get_starting_timestamp(context)
-        has_bookmark = self.get_context_state(context).get("replication_key_value") is not None
-        if not has_bookmark:
+        if not self._has_bookmark(context):
             for row in super().request_records(context):
                 moment = parse_time(row.get(self.replication_key))
                 if start is None or moment is None or moment >= start:
                     yield row
             return
-        key = _context_key(context)
-        self._descending.add(key)
-        found: list[tuple[datetime, int, dict]] = []
-        try:
-            for row in super().request_records(context):
-                moment = parse_time(row.get(self.replication_key))
-                if moment is not None and start is not None and moment < start:
-                    break  # everything from here on is older than the bookmark
-                found.append((moment or _EARLIEST, len(found), row))
-        finally:
-            self._descending.discard(key)
-        found.sort(key=lambda item: (item[0], -item[1]))
-        for _, _, row in found:
-            yield row
+        key = t.cast("str", self.replication_key)
+        yield from Bookmarks.oldest_first(super().request_records(context), key, start)
 
 
 @dataclass(frozen=True)
@@ -146,18 +95,14 @@ class ParentSource:
     # The list takes ``updated_since`` and sorts by update time; otherwise it is read whole
     # and filtered here.
     filtered: bool = True
-    paginator: t.Callable[[], BaseAPIPaginator] | None = None
+    paginator: PaginatorFactory | None = None
     # ``*_count`` fields asked for through ``include_fields`` (free on v2 lists): a child
     # stream whose count is 0 on a parent's row has nothing to read for that parent.
     counts: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
-class Parent:
-    id: t.Any
-    update_time: datetime
-    # The parent's update_time as the parent stream emits it (RFC 3339).
-    time_text: str | None = field(compare=False)
+class Parent(ParentMark):
     # The source's ``counts`` fields as the list row gave them (absent ones left out).
     counts: tuple[tuple[str, int], ...] = field(default=(), compare=False)
 
@@ -272,32 +217,6 @@ def decode_counts(text: t.Any) -> dict[t.Any, int]:
     return counts
 
 
-class ParentReader(PipedriveStream):
-    """Reads a parent list for a child stream; never synced as a stream of its own."""
-
-    schema: t.ClassVar[dict[str, t.Any]] = {"type": "object", "properties": {}}  # type: ignore[misc]
-    source: t.ClassVar[ParentSource]
-    since: t.ClassVar[str | None] = None
-
-    def get_new_paginator(self) -> BaseAPIPaginator | None:
-        if self.source.paginator is not None:
-            return self.source.paginator()
-        return super().get_new_paginator()
-
-    def get_url_params(self, context: Context | None, next_page_token: t.Any) -> dict[str, t.Any]:
-        params = super().get_url_params(context, next_page_token)
-        if self.source.counts:
-            params["include_fields"] = ",".join(self.source.counts)
-        if self.source.filtered:
-            if self.api_version == "v2":
-                params.update(sort_by="update_time", sort_direction="asc")
-            else:
-                params["sort"] = "update_time ASC"
-            if self.since is not None:
-                params["updated_since"] = self.since
-        return params
-
-
 class ChangedParentsStream(PipedriveStream):
     """Children of the parents created or updated since this stream's bookmark.
 
@@ -334,50 +253,71 @@ class ChangedParentsStream(PipedriveStream):
     parents_per_checkpoint: t.ClassVar[int] = 25
     # Children are emitted in parent order, which this class guarantees on parsed times.
     check_sorted = False
+    skips_boundary_rows = False  # whole parents at the bookmark are skipped instead
 
     @cached_property
     def vanished_parents(self) -> list[t.Any]:
         return []
 
     # --- parents ------------------------------------------------------------------------
-    def _reader(self, source: ParentSource, since: str | None) -> PipedriveStream:
-        reader_type = type(
-            f"{type(self).__name__}ParentReader",
-            (ParentReader,),
-            {
-                # Named after the child, so a refusal is reported for the stream it stops.
-                "name": self.name,
-                "path": source.path,
-                "api_version": source.version,
-                "extra_params": dict(source.params),
-                "source": source,
-                "since": since if source.filtered else None,
-            },
+    def parent_spec(self, source: ParentSource, since: datetime | None) -> RequestSpec:
+        """The request for one parent list, sorted by update time from ``since`` if it can."""
+        params = {**dict(source.params), "limit": str(self.page_size)}
+        if source.counts:
+            params["include_fields"] = ",".join(source.counts)
+        if source.filtered:
+            if source.version == "v2":
+                params.update(sort_by="update_time", sort_direction="asc")
+            else:
+                params["sort"] = "update_time ASC"
+            if since is not None:
+                params["updated_since"] = format_timestamp(since)
+        paginator = source.paginator or (
+            CursorPaginator if source.version == "v2" else OffsetPaginator
         )
-        return reader_type(tap=self._tap)
+        return RequestSpec(
+            # Named after the child, so its cost and a refusal are reported for the
+            # stream the list is read for.
+            stream=self.name,
+            url=self.run.client.url(source.version, source.path),
+            params=tuple(params.items()),
+            paginator=paginator,
+        )
 
     def list_source(
         self, source: ParentSource, since: datetime | None
     ) -> tuple[list[Parent], bool]:
         """Read one parent list from ``since``: its parents in list order, and a refusal."""
-        reader = self._reader(source, format_timestamp(since) if since else None)
+        spec = self.parent_spec(source, since)
+        run = self.run
+        run.progress.writing(self._progress)
         parents = []
-        for row in reader.request_records(None):
-            text = row.get("update_time")
-            moment = parse_time(text)
-            if since is not None and moment is not None and moment < since:
-                continue
-            normalized = to_rfc3339(text) if moment is not None else None
-            counts = tuple(
-                (name, row[name])
-                for name in source.counts
-                if isinstance(row.get(name), int) and not isinstance(row.get(name), bool)
-            )
-            parents.append(Parent(row.get("id"), moment or _EARLIEST, normalized, counts))
-        return parents, reader.refused
+        pages = run.fetcher.pages(context_key(self.name, {"parents": source.path}), spec)
+        try:
+            for row in self._records_of(pages, None, parse=self._parent_rows):
+                text = row.get("update_time")
+                moment = parse_time(text)
+                if since is not None and moment is not None and moment < since:
+                    continue
+                normalized = to_rfc3339(text) if moment is not None else None
+                counts = tuple(
+                    (name, row[name])
+                    for name in source.counts
+                    if isinstance(row.get(name), int) and not isinstance(row.get(name), bool)
+                )
+                parents.append(Parent(row.get("id"), moment or EARLIEST, normalized, counts))
+        except StreamUnavailable as exc:
+            self.logger.warning("Skipping stream %s: %s", self.name, exc)
+            return parents, True
+        except BudgetReached:
+            raise BudgetReached(run.budget_stop_line(self.name)) from None
+        return parents, False
+
+    def _parent_rows(self, page: Page) -> Iterable[dict]:
+        return page.rows(stream=self.name)
 
     def _read_source(self, source: ParentSource, start: datetime | None) -> Iterator[Parent]:
-        listed, refused = parent_lists(self._tap).parents(self, source, start)
+        listed, refused = parent_lists(self.run).parents(self, source, start)
         if refused:
             self.refused = True
         for parent in listed:
@@ -408,7 +348,7 @@ class ChangedParentsStream(PipedriveStream):
                 sorted(latest.values(), key=lambda p: p.update_time),
                 key=lambda parent: parent.update_time,
             )
-        progress = self._tap.progress  # type: ignore[attr-defined]
+        progress = self.run.progress
         for parent in merged:
             if parent.id is None or parent.id in seen:
                 continue
@@ -462,23 +402,12 @@ class ChangedParentsStream(PipedriveStream):
             params[self.parent_id_param] = context["id"]
         return params
 
-    def validate_response(self, response: requests.Response) -> None:
-        if self.parents_per_request == 1 and response.status_code in _GONE:
-            # The parent was deleted after the list was read: nothing left to read.
-            self._tap.rate_limiter.observe(response)  # type: ignore[attr-defined]
-            try:
-                response_json(response)
-            except ValueError:
-                # Not Pipedrive's JSON error body: read it as an empty last page.
-                response._pipedrive_json = {}  # type: ignore[attr-defined]
-            self.vanished_parents.append(response.url.rsplit("?", 1)[0])
-            return
-        super().validate_response(response)
+    def missing_is_empty(self, context: Context | None) -> bool:
+        # One parent per request: a parent deleted after the list was read is gone (404/410).
+        return self.parents_per_request == 1
 
-    def parse_response(self, response: requests.Response) -> t.Iterable[dict]:
-        if response.status_code in _GONE:
-            return ()
-        return super().parse_response(response)
+    def vanished(self, page: Page) -> None:
+        self.vanished_parents.append(page.path)
 
     def _children(self, chunk: list[Parent]) -> Iterator[dict]:
         parents = [parent for parent in chunk if self.has_children(parent)]
@@ -512,9 +441,7 @@ class ChangedParentsStream(PipedriveStream):
             return
         start = self.get_starting_timestamp(context)
         state = self.get_context_state(context)
-        boundary = dict(state.get("boundary_parents") or {})
-        at_bookmark = parse_time(boundary.get("update_time"))
-        skip = set(boundary.get("ids") or ()) if at_bookmark is not None else set()
+        at_bookmark, skip = self.bookmarks.parents_done_before()
         chunk_size = max(self.parents_per_request, 1)
         if chunk_size == 1:
             chunk_size = self.parents_per_checkpoint
@@ -522,21 +449,24 @@ class ChangedParentsStream(PipedriveStream):
             self._counts_read.update(decode_counts(state.get("parent_counts")))
         chunk: list[Parent] = []
         wanted = 0  # parents of the chunk whose children are requested
-        done_at: tuple[datetime, list[t.Any]] | None = None
-        progress = self._tap.progress  # type: ignore[attr-defined]
-        prefetcher = self._tap.prefetcher  # type: ignore[attr-defined]
+        progress = self.run.progress
+        fetcher = self.run.fetcher
         _ = self.vanished_parents  # created here, not by two fetching threads at once
         listed = list(self.changed_parents(start))
         if self.parents_per_request == 1 and not self.refused:
-            # Fetched ahead in parallel, written in this order (see prefetch.py).
-            prefetcher.queue_parents(
-                self,
+            # Fetched ahead in parallel, written in this order (see http/fetch_ahead.py).
+            fetcher.queue(
+                self.name,
                 (
-                    {"id": parent.id}
+                    (
+                        context_key(self.name, {"id": parent.id}),
+                        self.request_spec({"id": parent.id}),
+                    )
                     for parent in listed
                     if self.has_children(parent)
                     and not (parent.update_time == at_bookmark and parent.id in skip)
                 ),
+                fits=self.budget_fits_parents,
             )
         try:
             for parent in listed:
@@ -549,7 +479,8 @@ class ChangedParentsStream(PipedriveStream):
                     yield from self._children(chunk)
                     progress.parents_done(self._progress, len(chunk))
                     self._note_counts(chunk)
-                    done_at = self._checkpoint(chunk, done_at)
+                    if not self.refused:
+                        self.bookmarks.checkpoint(chunk)
                     chunk, wanted = [], 0
                 if self.refused:
                     return
@@ -566,41 +497,18 @@ class ChangedParentsStream(PipedriveStream):
                 # counts of the run before (a changed parent is then read again).
                 state["parent_counts"] = encode_counts(self._counts_read)
             if chunk:
-                self._checkpoint(chunk, done_at)
+                self.bookmarks.checkpoint(chunk)
             elif self.skip_unchanged_counts and listed:
                 self.state_manager.is_flushed = False
                 self._write_state_message()
         finally:
-            prefetcher.forget(self)
+            fetcher.forget(self.name)
         if self.vanished_parents:
             self.logger.info(
                 "Stream %s: %d parent(s) were deleted while the sync ran; skipped",
                 self.name,
                 len(self.vanished_parents),
             )
-
-    def _checkpoint(
-        self, chunk: list[Parent], done_at: tuple[datetime, list[t.Any]] | None
-    ) -> tuple[datetime, list[t.Any]] | None:
-        """Advance the bookmark past a chunk whose children have all been emitted."""
-        if self.refused:
-            return done_at
-        last = chunk[-1]
-        if last.time_text is None:
-            return done_at
-        ids = done_at[1] if done_at is not None and done_at[0] == last.update_time else []
-        ids.extend(parent.id for parent in chunk if parent.update_time == last.update_time)
-        state = self.get_context_state(None)
-        state["replication_key"] = self.replication_key
-        state["replication_key_value"] = last.time_text
-        state["boundary_parents"] = {"update_time": last.time_text, "ids": ids}
-        self.state_manager.is_flushed = False
-        self._write_state_message()
-        return last.update_time, ids
-
-    def _skip_boundary_duplicate(self, row: dict, context: Context | None) -> dict | None:
-        # Boundary parents are skipped before their children are requested (see above).
-        return row
 
 
 # Where field history comes from (setting ``field_history``). The two overlap: every field
@@ -625,14 +533,8 @@ class ChangelogStream(ChangedParentsStream, V1Stream):
     def enabled(cls, config: t.Mapping[str, t.Any]) -> bool:
         return _field_history(config) == "changelog"
 
-    def get_new_paginator(self) -> BaseAPIPaginator | None:
-        return CursorPaginator()
-
-    def get_url_params(self, context: Context | None, next_page_token: t.Any) -> dict[str, t.Any]:
-        params = super().get_url_params(context, None)
-        if next_page_token is not None:
-            params["cursor"] = next_page_token
-        return params
+    def paginator_type(self) -> PaginatorFactory:
+        return CursorPaginator
 
 
 class FlowStream(ChangedParentsStream):

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import typing as t
 
-from tap_pipedrive.client import PipedriveStream, V1Stream
-from tap_pipedrive.streams.bases import UntilEmptyOffsetPaginator
+from tap_pipedrive.http.paging import PaginatorFactory, UntilEmptyOffsetPaginator
+from tap_pipedrive.streams.base import PipedriveStream, V1Stream
 
 if t.TYPE_CHECKING:
-    import requests
     from singer_sdk.helpers.types import Context
-    from singer_sdk.pagination import BaseAPIPaginator
+
+    from tap_pipedrive.http.pages import Page
 
 
 class FiltersStream(V1Stream):
@@ -40,11 +40,11 @@ class GoalsStream(V1Stream):
         params["is_active"] = (context or {})["is_active"]
         return params
 
-    def parse_response(self, response: requests.Response) -> t.Iterable[dict]:
+    def parse_page(self, page: Page) -> t.Iterable[dict]:
         # The rows are one level down: {"data": {"goals": [...]}}.
-        data = self.page_body(response).get("data") or {}
+        data = page.data() or {}
         goals = data.get("goals") if isinstance(data, dict) else data
-        yield from self.checked_rows(response, goals)
+        yield from page.rows(goals, stream=self.name)
 
 
 class RolesStream(V1Stream):
@@ -89,8 +89,8 @@ class PermissionSetAssignmentsStream(V1Stream):
     primary_keys = ("permission_set_id", "user_id")
     state_partitioning_keys: t.ClassVar[tuple[str, ...]] = ()
 
-    def get_new_paginator(self) -> BaseAPIPaginator | None:
-        return UntilEmptyOffsetPaginator()
+    def paginator_type(self) -> PaginatorFactory:
+        return UntilEmptyOffsetPaginator
 
     def post_process(self, row: dict, context: Context | None = None) -> dict | None:
         if row.get("permission_set_id") is None:

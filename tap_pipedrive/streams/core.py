@@ -5,7 +5,12 @@ from __future__ import annotations
 
 import typing as t
 
-from tap_pipedrive.client import ArchivableMixin, IncrementalV2Stream, PipedriveStream, V1Stream
+from tap_pipedrive.streams.base import (
+    ArchivableMixin,
+    IncrementalV2Stream,
+    PipedriveStream,
+    V1Stream,
+)
 
 if t.TYPE_CHECKING:
     from singer_sdk.helpers.types import Context

@@ -11,7 +11,6 @@ import typing as t
 
 from singer_sdk import typing as th
 
-from tap_pipedrive.client import PipedriveStream
 from tap_pipedrive.custom_fields import (
     CONTAINER,
     FieldDefinitionsRefused,
@@ -19,48 +18,47 @@ from tap_pipedrive.custom_fields import (
     layout_for,
 )
 from tap_pipedrive.errors import StreamUnavailable
+from tap_pipedrive.http.client import RequestSpec
+from tap_pipedrive.http.paging import (
+    CursorPaginator,
+    OffsetPaginator,
+    PaginatorFactory,
+    SinglePagePaginator,
+)
+from tap_pipedrive.streams.base import PipedriveStream
 
 if t.TYPE_CHECKING:
-    import requests
-    from singer_sdk import Tap
     from singer_sdk.helpers.types import Context
 
+    from tap_pipedrive.run import Run
 
-class FieldDefinitionReader(PipedriveStream):
-    """Reads one ``*Fields`` endpoint with the tap's session, limiter and retries.
 
-    Never emitted as a stream. A refusal (402/403) is an error here, not a skipped
-    stream: without the definitions the entity's columns would silently go missing.
+def read_field_definitions(run: Run, source: FieldSource, page_size: int) -> list[dict]:
+    """Every item of one ``*Fields`` endpoint, all pages, through the run's client.
+
+    A refusal (402/403) is an error here, not a skipped stream: without the definitions
+    the entity's columns would silently go missing.
     """
-
-    writes_records = False
-
-    schema: t.ClassVar[dict[str, t.Any]] = {"type": "object", "properties": {}}  # type: ignore[misc]
-
-    def validate_response(self, response: requests.Response) -> None:
-        try:
-            super().validate_response(response)
-        except StreamUnavailable as exc:
-            raise FieldDefinitionsRefused(str(exc)) from None
-
-    def post_process(self, row: dict, context: Context | None = None) -> dict | None:
-        return row
-
-
-def read_field_definitions(tap: Tap, source: FieldSource) -> list[dict]:
-    """Every item of one ``*Fields`` endpoint, all pages."""
-    reader_type = type(
-        f"{source.entity.title()}FieldDefinitionReader",
-        (FieldDefinitionReader,),
-        {
-            "name": f"{source.entity}_field_definitions",
-            "path": source.path,
-            "api_version": source.version,
-            "paged": source.paged,
-            "include_fields": source.include_fields,
-        },
+    client = run.client
+    params = {"limit": str(page_size)} if source.paged else {}
+    if source.include_fields:
+        params["include_fields"] = ",".join(source.include_fields)
+    paginator: PaginatorFactory = SinglePagePaginator
+    if source.paged:
+        paginator = CursorPaginator if source.version == "v2" else OffsetPaginator
+    spec = RequestSpec(
+        stream=f"{source.entity}_field_definitions",
+        url=client.url(source.version, source.path),
+        params=tuple(params.items()),
+        paginator=paginator,
     )
-    return list(reader_type(tap=tap).request_records(None))
+    rows: list[dict] = []
+    try:
+        for page in client.pages(spec):
+            rows.extend(page.rows(stream=spec.stream))
+    except StreamUnavailable as exc:
+        raise FieldDefinitionsRefused(str(exc)) from None
+    return rows
 
 
 def _schema_type(schema: dict[str, t.Any]) -> str:

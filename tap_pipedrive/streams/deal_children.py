@@ -7,7 +7,7 @@ others cost one request per deal, so the first sync of a large account is the ex
 
 from __future__ import annotations
 
-from tap_pipedrive.client import PipedriveStream, V1Stream
+from tap_pipedrive.streams.base import PipedriveStream, V1Stream
 from tap_pipedrive.streams.bases import (
     ChangedParentsStream,
     ChangelogStream,

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import typing as t
 
-from tap_pipedrive.client import PipedriveStream, V1Stream
 from tap_pipedrive.errors import CredentialsRejected, DailyBudgetExhausted, PipedriveAPIError
+from tap_pipedrive.streams.base import PipedriveStream, V1Stream
 
 if t.TYPE_CHECKING:
     from singer_sdk.helpers.types import Context

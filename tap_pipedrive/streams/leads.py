@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typing as t
 
-from tap_pipedrive.client import ArchivableMixin, PipedriveStream, V1Stream
+from tap_pipedrive.streams.base import ArchivableMixin, PipedriveStream, V1Stream
 from tap_pipedrive.streams.bases import NewestFirstStream
 
 if t.TYPE_CHECKING:

@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import typing as t
 
-from tap_pipedrive.client import PipedriveStream, V1Stream
+from tap_pipedrive.http.paging import PaginatorFactory, UntilEmptyOffsetPaginator
+from tap_pipedrive.streams.base import PipedriveStream, V1Stream
 from tap_pipedrive.streams.bases import (
     ChangedParentsStream,
     ParentSource,
-    UntilEmptyOffsetPaginator,
 )
 
 if t.TYPE_CHECKING:
     from singer_sdk.helpers.types import Context
-    from singer_sdk.pagination import BaseAPIPaginator
 
 # /mailbox/mailThreads answers one folder per request.
 MAIL_FOLDERS = ("inbox", "drafts", "sent", "archive")
@@ -41,8 +40,8 @@ class MailThreadsStream(V1Stream):
     def partitions(self) -> list[dict] | None:
         return [{"folder": folder} for folder in MAIL_FOLDERS]
 
-    def get_new_paginator(self) -> BaseAPIPaginator | None:
-        return UntilEmptyOffsetPaginator()
+    def paginator_type(self) -> PaginatorFactory:
+        return UntilEmptyOffsetPaginator
 
     def get_url_params(self, context: Context | None, next_page_token: t.Any) -> dict[str, t.Any]:
         params = super().get_url_params(context, next_page_token)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typing as t
 
-from tap_pipedrive.client import PipedriveStream, V1Stream
+from tap_pipedrive.streams.base import PipedriveStream, V1Stream
 from tap_pipedrive.streams.bases import ChangedParentsStream, NewestFirstStream, ParentSource
 
 

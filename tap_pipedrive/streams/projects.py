@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import typing as t
 
-from tap_pipedrive.client import ArchivableMixin, PipedriveStream
+from tap_pipedrive.streams.base import ArchivableMixin, PipedriveStream
 
 if t.TYPE_CHECKING:
     from singer_sdk.helpers.types import Context
