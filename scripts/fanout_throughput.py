@@ -20,7 +20,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from pipedrive_sandbox import Sandbox
-from tap_pipedrive.ratelimit import WINDOW_MARGIN_SECONDS, WINDOW_SECONDS
+from tap_pipedrive.http.pacer import WINDOW_MARGIN_SECONDS, WINDOW_SECONDS
 from tap_pipedrive.tap import TapPipedrive
 
 PER_PARENT = ("deal_followers", "deal_participants", "deal_changelog", "person_followers")

@@ -95,7 +95,7 @@ def _read_parents(
     rows = []
     try:
         for page in stream.run.client.pages(stream.parent_spec(source, start)):
-            for row in page.rows(stream=stream.name):
+            for row in page.rows():
                 moment = parse_time(row.get("update_time"))
                 if start is None or moment is None or moment >= start:
                     rows.append(row)

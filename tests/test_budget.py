@@ -260,11 +260,12 @@ def test_fetching_ahead_plans_the_streams_in_the_sync_order():
         config = {"api_url": sb.url, "api_token": sb.api_token, "max_parallel_streams": 4}
         catalog = select_only(TapPipedrive(config=config, validate_config=False), STREAMS)
         tap = TapPipedrive(config=config, catalog=catalog)
-        tap.prefetcher.begin_sync(tap)
+        fetcher = tap.run.fetcher
+        fetcher.begin_sync(tap._fetch_plan())
         try:
-            planned = list(dict.fromkeys(job.stream.name for job in tap.prefetcher._plan))
+            planned = list(dict.fromkeys(job.spec.stream for job in fetcher._plan))
         finally:
-            tap.prefetcher.stop()
+            fetcher.stop()
     # The list streams fetched ahead, in the sync's order (not the catalog's alphabetical
     # one); users is read when its turn comes, first; per-parent streams are never planned.
     assert planned == ["deals", "persons", "pipelines", "notes"]

@@ -14,8 +14,8 @@ from urllib.parse import urlparse
 import pytest
 
 from pipedrive_sandbox import Sandbox
-from tap_pipedrive import prefetch
 from tap_pipedrive.errors import DailyBudgetExhausted
+from tap_pipedrive.http import fetch_ahead as prefetch
 from tap_pipedrive.tap import CONFIG_SCHEMA
 from tests.support.messages import comparable
 from tests.tap_runner import CORE_STREAM_NAMES, run_cli, sync_capturing
@@ -69,7 +69,7 @@ def test_parallel_fetching_changes_nothing_in_the_output(sandbox, api_config):
     sandbox.clear_requests()
     tap, parallel, error = _sync({**api_config, "max_parallel_streams": 4})
     assert error is None
-    assert tap.prefetcher.jobs_started_ahead > 0
+    assert tap.run.fetcher.jobs_started_ahead > 0
     assert comparable(parallel) == comparable(sequential)
     assert _list_calls(sandbox) == sequential_calls
     assert sandbox.stats()["rate_limited"] == 0

@@ -14,10 +14,10 @@ import pytest
 import requests
 
 from pipedrive_sandbox import Sandbox
-from tap_pipedrive.client import SCHEMA_SOURCE, V1Stream
-from tap_pipedrive.custom_fields import CustomFieldSchema, described_key
+from tap_pipedrive.custom_fields import FIELD_SOURCES, CustomFieldSchema, described_key
 from tap_pipedrive.errors import PipedriveAPIError, StreamUnavailable
-from tap_pipedrive.streams.custom_fields import FieldDefinitionReader
+from tap_pipedrive.streams.base import SCHEMA_SOURCE, V1Stream
+from tap_pipedrive.streams.custom_fields import read_field_definitions
 from tap_pipedrive.tap import TapPipedrive
 
 FORMAT_CHECKER = jsonschema.Draft7Validator.FORMAT_CHECKER
@@ -384,16 +384,17 @@ def test_a_failing_fields_endpoint_stops_the_sync_before_any_record(sb):
 
 
 def test_a_refused_fields_endpoint_is_an_error_not_a_skipped_stream(sb):
-    reader_type = type("DealReader", (FieldDefinitionReader,), {"name": "r", "path": "/dealFields"})
-    reader = reader_type(tap=TapPipedrive(config=config_for(sb)))
+    tap = TapPipedrive(config=config_for(sb))
     response = requests.Response()
     response.status_code = 403
     response._content = b'{"success":false,"error":"Scope deals:read missing","errorCode":403}'
     response.headers["content-type"] = "application/json"
     response.url = f"{sb.url}/api/v2/dealFields"
     response.request = requests.Request("GET", response.url).prepare()
+    # Pipedrive's answer to an app without the scope, whatever was asked.
+    tap.client.session.send = lambda prepared, **_: response  # type: ignore[method-assign]
     with pytest.raises(PipedriveAPIError, match="Scope deals:read missing") as refused:
-        reader.validate_response(response)
+        read_field_definitions(tap.run, FIELD_SOURCES["deal"], 500)
     assert not isinstance(refused.value, StreamUnavailable)
 
 

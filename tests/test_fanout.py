@@ -16,8 +16,8 @@ import time
 import pytest
 
 from pipedrive_sandbox import Sandbox
-from tap_pipedrive.client import PipedriveStream
-from tap_pipedrive.ratelimit import WINDOW_MARGIN_SECONDS, WINDOW_SECONDS
+from tap_pipedrive.http.client import PipedriveClient
+from tap_pipedrive.http.pacer import WINDOW_MARGIN_SECONDS, WINDOW_SECONDS
 from tap_pipedrive.tap import TapPipedrive
 from tests.support.messages import comparable
 from tests.tap_runner import parse_messages, select_only
@@ -38,19 +38,19 @@ def in_flight(monkeypatch):
     """The most requests that were on their way at the same moment."""
     lock = threading.Lock()
     seen = {"now": 0, "max": 0}
-    original = PipedriveStream._request
+    original = PipedriveClient._fetch_once
 
-    def counting(self, prepared, context):
+    def counting(self, *args):
         with lock:
             seen["now"] += 1
             seen["max"] = max(seen["max"], seen["now"])
         try:
-            return original(self, prepared, context)
+            return original(self, *args)
         finally:
             with lock:
                 seen["now"] -= 1
 
-    monkeypatch.setattr(PipedriveStream, "_request", counting)
+    monkeypatch.setattr(PipedriveClient, "_fetch_once", counting)
     return seen
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import pytest
 
 from pipedrive_sandbox import Sandbox
-from tap_pipedrive.client import MAX_EMPTY_PAGES
+from tap_pipedrive.http.paging import MAX_EMPTY_PAGES
 from tests.support.delivery import (
     FAST_RETRIES,
     TapRun,

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import json
+from urllib.parse import urlparse
 
 import msgspec
 import pytest
 import requests
 
-from tap_pipedrive.client import MAX_EMPTY_PAGES, CursorPaginator, OffsetPaginator
 from tap_pipedrive.errors import PipedriveAPIError
+from tap_pipedrive.http.client import RequestSpec, _Attempts
+from tap_pipedrive.http.pages import Page, decode_json
+from tap_pipedrive.http.paging import MAX_EMPTY_PAGES, CursorPaginator, OffsetPaginator
 
 
 def make_response(body: object, url: str = "http://127.0.0.1/api/v2/deals") -> requests.Response:
@@ -21,11 +24,26 @@ def make_response(body: object, url: str = "http://127.0.0.1/api/v2/deals") -> r
     return response
 
 
+def as_page(response: requests.Response) -> Page:
+    """A canned answer as the client hands it to paging."""
+    return Page.read(urlparse(response.url).path, response.status_code, response.content)
+
+
+def make_page(body: object, url: str = "http://127.0.0.1/api/v2/deals") -> Page:
+    return as_page(make_response(body, url))
+
+
+def validated(stream, response: requests.Response) -> Page:
+    """A canned answer through the run's client, as if it had just arrived."""
+    client = stream.run.client
+    return client._read(RequestSpec(stream.name, response.url), {}, response, _Attempts())
+
+
 def walk(paginator, pages):
     """Advance a paginator over canned pages; return the tokens it asked for."""
     tokens = [paginator.current_value]
     for page in pages:
-        paginator.advance(make_response(page))
+        paginator.advance(make_page(page))
         if paginator.finished:
             break
         tokens.append(paginator.current_value)
@@ -51,18 +69,16 @@ def test_cursor_missing_additional_data_ends():
 
 def test_cursor_repeated_is_an_error_not_a_loop():
     paginator = CursorPaginator()
-    paginator.advance(make_response({"data": [{"id": 1}], "additional_data": {"next_cursor": "x"}}))
+    paginator.advance(make_page({"data": [{"id": 1}], "additional_data": {"next_cursor": "x"}}))
     with pytest.raises(PipedriveAPIError, match="repeated the page cursor"):
-        paginator.advance(
-            make_response({"data": [{"id": 2}], "additional_data": {"next_cursor": "x"}})
-        )
+        paginator.advance(make_page({"data": [{"id": 2}], "additional_data": {"next_cursor": "x"}}))
 
 
 def test_cursor_empty_page_with_cursor_continues():
     paginator = CursorPaginator()
-    empty_with_cursor = make_response({"data": [], "additional_data": {"next_cursor": "n"}})
+    empty_with_cursor = make_page({"data": [], "additional_data": {"next_cursor": "n"}})
     assert paginator.continue_if_empty(empty_with_cursor)
-    assert not paginator.continue_if_empty(make_response({"data": [], "additional_data": {}}))
+    assert not paginator.continue_if_empty(make_page({"data": [], "additional_data": {}}))
 
 
 def test_offset_nested_pagination_uses_next_start():
@@ -117,7 +133,7 @@ def test_offset_null_data_with_more_claimed_and_no_way_forward_is_an_error():
     paginator = OffsetPaginator()
     with pytest.raises(PipedriveAPIError, match="non-advancing"):
         paginator.advance(
-            make_response(
+            make_page(
                 {
                     "data": None,
                     "additional_data": {"pagination": {"more_items_in_collection": True}},
@@ -132,22 +148,22 @@ def test_offset_empty_page_that_claims_more_goes_on():
         "data": None,
         "additional_data": {"pagination": {"more_items_in_collection": True, "next_start": 50}},
     }
-    assert paginator.continue_if_empty(make_response(empty))
-    paginator.advance(make_response(empty))
+    assert paginator.continue_if_empty(make_page(empty))
+    paginator.advance(make_page(empty))
     assert not paginator.finished
     assert paginator.current_value == 50
 
 
 def test_offset_unpaged_envelope_ends():
     paginator = OffsetPaginator()
-    paginator.advance(make_response({"success": True, "data": [{"id": 1}]}))
+    paginator.advance(make_page({"success": True, "data": [{"id": 1}]}))
     assert paginator.finished
 
 
 def test_offset_non_advancing_next_start_is_an_error():
     paginator = OffsetPaginator()
     paginator.advance(
-        make_response(
+        make_page(
             {
                 "data": [{"id": 1}],
                 "additional_data": {
@@ -158,7 +174,7 @@ def test_offset_non_advancing_next_start_is_an_error():
     )
     with pytest.raises(PipedriveAPIError, match="non-advancing"):
         paginator.advance(
-            make_response(
+            make_page(
                 {
                     "data": [{"id": 2}],
                     "additional_data": {
@@ -172,13 +188,13 @@ def test_offset_non_advancing_next_start_is_an_error():
 def test_a_body_that_is_not_utf8_is_a_retriable_garbled_page():
     from singer_sdk.exceptions import RetriableAPIError
 
-    from tap_pipedrive.client import PipedriveStream, response_json
+    from tap_pipedrive.streams.base import PipedriveStream
     from tap_pipedrive.tap import TapPipedrive
 
     response = make_response({"data": []})
     response._content = b'{"success": true, "data": [{"id": 1, "name": "\xff\xfe"}]}'
     with pytest.raises(msgspec.DecodeError):
-        response_json(response)
+        decode_json(response.content)
     tap = TapPipedrive(
         config={"api_token": "abcdefgh", "api_url": "http://127.0.0.1:9"}, setup_mapper=False
     )
@@ -186,7 +202,7 @@ def test_a_body_that_is_not_utf8_is_a_retriable_garbled_page():
     assert isinstance(stream, PipedriveStream)
     response.request = requests.Request("GET", response.url).prepare()
     with pytest.raises(RetriableAPIError, match="Malformed JSON"):
-        stream.validate_response(response)
+        validated(stream, response)
 
 
 def _page(rows, **additional):
@@ -195,20 +211,20 @@ def _page(rows, **additional):
 
 def test_cursor_cycle_a_b_a_is_an_error_not_a_loop():
     paginator = CursorPaginator()
-    paginator.advance(make_response(_page([{"id": 1}], next_cursor="a")))
-    paginator.advance(make_response(_page([{"id": 2}], next_cursor="b")))
+    paginator.advance(make_page(_page([{"id": 1}], next_cursor="a")))
+    paginator.advance(make_page(_page([{"id": 2}], next_cursor="b")))
     with pytest.raises(PipedriveAPIError, match="sent a cursor it had sent before"):
-        paginator.advance(make_response(_page([{"id": 3}], next_cursor="a")))
+        paginator.advance(make_page(_page([{"id": 3}], next_cursor="a")))
 
 
 def test_fresh_cursors_over_rows_already_read_stop_on_the_third_page_in_a_row():
     paginator = CursorPaginator()
     first = _page([{"id": 1}, {"id": 2}], next_cursor="c0")
-    paginator.advance(make_response(first))
+    paginator.advance(make_page(first))
     for serial in (1, 2):
-        paginator.advance(make_response(_page([{"id": 1}, {"id": 2}], next_cursor=f"c{serial}")))
+        paginator.advance(make_page(_page([{"id": 1}, {"id": 2}], next_cursor=f"c{serial}")))
     with pytest.raises(PipedriveAPIError, match="rows already read on 3 pages in a row"):
-        paginator.advance(make_response(_page([{"id": 1}, {"id": 2}], next_cursor="c3")))
+        paginator.advance(make_page(_page([{"id": 1}, {"id": 2}], next_cursor="c3")))
 
 
 def test_a_page_seen_once_more_between_new_ones_is_not_a_loop():
@@ -216,7 +232,7 @@ def test_a_page_seen_once_more_between_new_ones_is_not_a_loop():
     paginator = CursorPaginator()
     pages = [[{"id": 1}], [{"id": 2}], [{"id": 1}], [{"id": 3}], [{"id": 1}], [{"id": 4}]]
     for serial, rows in enumerate(pages):
-        paginator.advance(make_response(_page(rows, next_cursor=f"c{serial}")))
+        paginator.advance(make_page(_page(rows, next_cursor=f"c{serial}")))
     assert not paginator.finished
 
 
@@ -226,23 +242,23 @@ def test_a_long_real_list_pages_to_its_end():
     for page in range(200):
         rows = [{"id": page * 500 + i} for i in range(500)]
         cursor = f"c{page}" if page < 199 else None
-        paginator.advance(make_response(_page(rows, next_cursor=cursor)))
+        paginator.advance(make_page(_page(rows, next_cursor=cursor)))
     assert paginator.finished
 
 
 def test_many_empty_pages_in_a_row_are_an_error():
     paginator = CursorPaginator()
     for serial in range(MAX_EMPTY_PAGES - 1):
-        paginator.advance(make_response(_page([], next_cursor=f"e{serial}")))
+        paginator.advance(make_page(_page([], next_cursor=f"e{serial}")))
     with pytest.raises(PipedriveAPIError, match=f"{MAX_EMPTY_PAGES} empty pages in a row"):
-        paginator.advance(make_response(_page([], next_cursor="e-last")))
+        paginator.advance(make_page(_page([], next_cursor="e-last")))
 
 
 def test_empty_pages_in_a_row_count_again_after_rows():
     paginator = CursorPaginator()
     for serial in range(3 * MAX_EMPTY_PAGES):
         rows = [{"id": serial}] if serial % (MAX_EMPTY_PAGES - 1) == 0 else []
-        paginator.advance(make_response(_page(rows, next_cursor=f"e{serial}")))
+        paginator.advance(make_page(_page(rows, next_cursor=f"e{serial}")))
     assert not paginator.finished
 
 
@@ -252,7 +268,7 @@ def test_more_items_in_collection_must_be_a_boolean(more):
     body = _page([{"id": 1}], pagination={"more_items_in_collection": more, "next_start": 1})
     url = "http://127.0.0.1/api/v1/notes?start=0&limit=1"
     with pytest.raises(PipedriveAPIError, match="more_items_in_collection") as raised:
-        paginator.advance(make_response(body, url=url))
+        paginator.advance(make_page(body, url=url))
     assert "/api/v1/notes" in str(raised.value)
     assert "?" not in str(raised.value)  # the path, not the query
 
@@ -264,7 +280,7 @@ def test_next_start_must_be_an_integer(next_start):
         [{"id": 1}], pagination={"more_items_in_collection": True, "next_start": next_start}
     )
     with pytest.raises(PipedriveAPIError, match="next_start as a"):
-        paginator.advance(make_response(body, url="http://127.0.0.1/api/v1/notes"))
+        paginator.advance(make_page(body, url="http://127.0.0.1/api/v1/notes"))
 
 
 @pytest.mark.parametrize(
@@ -278,7 +294,7 @@ def test_next_start_must_be_an_integer(next_start):
 def test_offset_envelopes_of_the_wrong_shape_are_an_error(body, says):
     paginator = OffsetPaginator()
     with pytest.raises(PipedriveAPIError, match=says):
-        paginator.advance(make_response(body, url="http://127.0.0.1/api/v1/notes"))
+        paginator.advance(make_page(body, url="http://127.0.0.1/api/v1/notes"))
 
 
 @pytest.mark.parametrize(
@@ -287,15 +303,15 @@ def test_offset_envelopes_of_the_wrong_shape_are_an_error(body, says):
 )
 def test_cursor_envelopes_of_the_wrong_shape_are_an_error(additional, says):
     paginator = CursorPaginator()
-    response = make_response({"data": [{"id": 1}], "additional_data": additional})
+    body = {"data": [{"id": 1}], "additional_data": additional}
     with pytest.raises(PipedriveAPIError, match=says):
-        paginator.advance(response)
+        paginator.advance(make_page(body))
     with pytest.raises(PipedriveAPIError, match=says):
-        paginator.continue_if_empty(response)
+        paginator.continue_if_empty(make_page(body))
 
 
 def _pipelines_stream():
-    from tap_pipedrive.client import PipedriveStream
+    from tap_pipedrive.streams.base import PipedriveStream
     from tap_pipedrive.tap import TapPipedrive
 
     tap = TapPipedrive(
@@ -316,16 +332,16 @@ def test_data_that_is_no_list_or_object_is_an_error(data, says):
     response._content = b'{"success": true, "data": ' + data.encode() + b"}"
     response.request = requests.Request("GET", response.url).prepare()
     with pytest.raises(PipedriveAPIError, match=says):
-        stream.validate_response(response)
+        validated(stream, response)
 
 
 def test_rows_that_are_not_objects_are_an_error():
     stream = _pipelines_stream()
     response = make_response({"success": True, "data": [{"id": 1}, 2]})
     response.request = requests.Request("GET", response.url).prepare()
-    stream.validate_response(response)  # the envelope is fine
+    page = validated(stream, response)  # the envelope is fine
     with pytest.raises(PipedriveAPIError, match="list holding non-objects"):
-        list(stream.parse_response(response))
+        list(stream.parse_page(page))
 
 
 def test_json_nested_a_thousand_deep_is_an_error_not_a_recursion_error():
@@ -335,17 +351,18 @@ def test_json_nested_a_thousand_deep_is_an_error_not_a_recursion_error():
     response._content = b'{"success": true, "data": [{"id": 1, "x": ' + deep + b"}]}"
     response.request = requests.Request("GET", response.url).prepare()
     with pytest.raises(PipedriveAPIError, match="nested too deeply"):
-        stream.validate_response(response)
+        validated(stream, response)
+    page = Page(path="/api/v2/pipelines", status=200, body=response.content, stream=stream.name)
     with pytest.raises(PipedriveAPIError, match="nested too deeply"):
-        list(stream.parse_response(response))
+        list(stream.parse_page(page))
 
 
 def test_until_empty_paging_takes_an_object_for_one_row():
-    from tap_pipedrive.streams.bases import UntilEmptyOffsetPaginator
+    from tap_pipedrive.http.paging import UntilEmptyOffsetPaginator
 
     paginator = UntilEmptyOffsetPaginator()
     url = "http://127.0.0.1/api/v1/mailbox/mailThreads"
-    paginator.advance(make_response({"data": {"id": 1}}, url=url))
+    paginator.advance(make_page({"data": {"id": 1}}, url=url))
     assert not paginator.finished
-    paginator.advance(make_response({"data": {"id": 1}}, url=url))
+    paginator.advance(make_page({"data": {"id": 1}}, url=url))
     assert paginator.finished  # the same first row again: the server ignored start

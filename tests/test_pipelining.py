@@ -15,8 +15,8 @@ import pytest
 import requests
 
 from pipedrive_sandbox import Sandbox
-from tap_pipedrive import prefetch
 from tap_pipedrive.errors import DailyBudgetExhausted
+from tap_pipedrive.http import fetch_ahead as prefetch
 from tap_pipedrive.tap import TapPipedrive
 from tests.tap_runner import sync_capturing
 

@@ -9,7 +9,7 @@ import requests
 
 from pipedrive_sandbox import Sandbox
 from tap_pipedrive import ratelimit
-from tap_pipedrive.ratelimit import ASSUMED_LIMIT, RESERVE, RateLimiter
+from tap_pipedrive.http.pacer import ASSUMED_LIMIT, RESERVE, RateLimiter
 from tests.tap_runner import CORE_STREAM_NAMES, run_cli, run_tap
 
 CORE = set(CORE_STREAM_NAMES)
@@ -116,7 +116,7 @@ def test_parallel_streams_against_a_tight_burst_limit_get_no_429():
         stats = sandbox.stats()
         assert stats["requests"] > 3 * 20  # enough calls to need pacing
         assert stats["rate_limited"] == 0
-        assert result.tap is not None and result.tap.rate_limiter.pauses > 0
+        assert result.tap is not None and result.tap.client.pacer.pauses > 0
         counts = sandbox.expected_counts()
         assert {s: result.record_counts().get(s, 0) for s in INCREMENTAL} == {
             s: counts[s] for s in INCREMENTAL
@@ -206,7 +206,7 @@ def test_a_reset_up_to_the_maximum_is_waited(clock):
 
 @pytest.mark.parametrize("reset", ["inf", "-5", "nan", "1e400"])
 def test_a_429_with_an_unusable_reset_is_retried_after_the_window(reset):
-    from tap_pipedrive.client import PipedriveStream
+    from tap_pipedrive.streams.base import PipedriveStream
     from tap_pipedrive.tap import TapPipedrive
 
     tap = TapPipedrive(

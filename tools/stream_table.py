@@ -17,9 +17,9 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
-from tap_pipedrive.client import ArchivableMixin, PipedriveStream  # noqa: E402
 from tap_pipedrive.endpoints import endpoint_entries  # noqa: E402
 from tap_pipedrive.streams import STREAM_TYPES  # noqa: E402
+from tap_pipedrive.streams.base import ArchivableMixin, PipedriveStream  # noqa: E402
 from tap_pipedrive.streams.bases import (  # noqa: E402
     ChangedParentsStream,
     ChangelogStream,

@@ -31,7 +31,14 @@ from tap_pipedrive.errors import (
     StreamUnavailable,
 )
 from tap_pipedrive.http.pacer import MAX_RESET_SECONDS, header_number, reset_seconds
-from tap_pipedrive.http.pages import JSONTooDeep, Page, decode_json, describe, json_type
+from tap_pipedrive.http.pages import (
+    JSONTooDeep,
+    Page,
+    decode_json,
+    describe,
+    json_type,
+    too_deep,
+)
 from tap_pipedrive.http.paging import (
     PaginatorFactory,
     SinglePagePaginator,
@@ -276,7 +283,15 @@ class PipedriveClient:
         }
         if spec.missing_is_empty and status in _GONE:
             # The parent was deleted after the list was read: nothing left to read.
-            return Page(path=path, status=status, body=b"", gone=True, _decoded={}, **facts)
+            return Page(
+                path=path,
+                status=status,
+                body=b"",
+                stream=spec.stream,
+                gone=True,
+                _decoded={},
+                **facts,
+            )
         cost = self._charge(spec, response)
         if status == HTTPStatus.UNAUTHORIZED:
             self._unauthorized(spec, response, attempts)
@@ -298,7 +313,7 @@ class PipedriveClient:
             # Bytes that are not UTF-8 hide inside rows the envelope decoder skips over;
             # caught here they are retried, later they could only end the run.
             body.decode("utf-8")
-            page = Page.read(path, status, body, cost=cost, **facts)
+            page = Page.read(path, status, body, stream=spec.stream, cost=cost, **facts)
         except UnicodeDecodeError:
             msg = f"Malformed JSON from Pipedrive for {where}: not UTF-8"
             raise RetriableAPIError(msg, response) from None
@@ -417,14 +432,6 @@ class PipedriveClient:
             details.get("tries"),
             reason,
         )
-
-
-def too_deep(where: str) -> PipedriveAPIError:
-    msg = (
-        f"Unexpected JSON from Pipedrive for {where}: nested too deeply "
-        "to read (real answers nest a few levels)"
-    )
-    return PipedriveAPIError(msg)
 
 
 def _is_refused(exc: BaseException) -> bool:

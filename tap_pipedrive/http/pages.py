@@ -100,6 +100,8 @@ class Page:
     path: str
     status: int
     body: bytes
+    # The stream the page was read for (named in messages).
+    stream: str = ""
     additional_data: dict[str, t.Any] = field(default_factory=dict)
     has_rows: bool = False
     rows_kind: str = "null"
@@ -154,7 +156,11 @@ class Page:
     def json(self) -> t.Any:
         """The whole body, decoded once (NUL characters removed from text)."""
         if self._decoded is None:
-            decoded = decode_json(self.body)
+            try:
+                decoded = decode_json(self.body)
+            except JSONTooDeep:
+                # The envelope, decoded on another thread, may have had more stack to spare.
+                raise too_deep(describe(self.path, self.stream)) from None
             # JSON can only carry NUL as this escape: the check costs one scan of the bytes.
             if b"\\u0000" in self.body:
                 self.nul_fields = sorted(strip_nul_characters(decoded))
@@ -171,7 +177,7 @@ class Page:
         body = self.json()
         return body.get("data") if isinstance(body, dict) else None
 
-    def rows(self, rows: t.Any = None, *, stream: str = "") -> list[dict[str, t.Any]]:
+    def rows(self, rows: t.Any = None) -> list[dict[str, t.Any]]:
         """The rows of ``data`` (or of ``rows``), which must be objects; an object alone is one."""
         if rows is None:
             rows = self.data()
@@ -182,7 +188,7 @@ class Page:
         if not isinstance(rows, list) or not all(isinstance(row, dict) for row in rows):
             kind = json_type(rows) if not isinstance(rows, list) else "list holding non-objects"
             msg = (
-                f"Unexpected JSON from Pipedrive for {describe(self.path, stream)}: "
+                f"Unexpected JSON from Pipedrive for {describe(self.path, self.stream)}: "
                 f"data is a {kind}, not a list of rows"
             )
             raise PipedriveAPIError(msg)
@@ -196,3 +202,11 @@ class Page:
 def describe(path: str, stream: str) -> str:
     """A request as messages name it: the path only (query strings are not logged)."""
     return f"GET {path} (stream {stream})" if stream else f"GET {path}"
+
+
+def too_deep(where: str) -> PipedriveAPIError:
+    msg = (
+        f"Unexpected JSON from Pipedrive for {where}: nested too deeply "
+        "to read (real answers nest a few levels)"
+    )
+    return PipedriveAPIError(msg)

@@ -270,7 +270,7 @@ class PipedriveStream(RESTStream[int | str]):
 
     def parse_page(self, page: Page) -> Iterable[dict]:
         """The rows of one page (as records before post_process)."""
-        yield from page.rows(stream=self.name)
+        yield from page.rows()
         if self.replication_key:
             # Every row of this page has been processed by now: emitting the state here
             # makes the sync resumable after each page, and a failure on the next

@@ -314,7 +314,7 @@ class ChangedParentsStream(PipedriveStream):
         return parents, False
 
     def _parent_rows(self, page: Page) -> Iterable[dict]:
-        return page.rows(stream=self.name)
+        return page.rows()
 
     def _read_source(self, source: ParentSource, start: datetime | None) -> Iterator[Parent]:
         listed, refused = parent_lists(self.run).parents(self, source, start)

@@ -44,7 +44,7 @@ class GoalsStream(V1Stream):
         # The rows are one level down: {"data": {"goals": [...]}}.
         data = page.data() or {}
         goals = data.get("goals") if isinstance(data, dict) else data
-        yield from page.rows(goals, stream=self.name)
+        yield from page.rows(goals)
 
 
 class RolesStream(V1Stream):

@@ -55,7 +55,7 @@ def read_field_definitions(run: Run, source: FieldSource, page_size: int) -> lis
     rows: list[dict] = []
     try:
         for page in client.pages(spec):
-            rows.extend(page.rows(stream=spec.stream))
+            rows.extend(page.rows())
     except StreamUnavailable as exc:
         raise FieldDefinitionsRefused(str(exc)) from None
     return rows
