@@ -8,7 +8,7 @@ import pytest
 import requests
 
 from pipedrive_sandbox import Sandbox
-from tap_pipedrive import ratelimit
+from tap_pipedrive.http import pacer as ratelimit
 from tap_pipedrive.http.pacer import ASSUMED_LIMIT, RESERVE, RateLimiter
 from tests.tap_runner import CORE_STREAM_NAMES, run_cli, run_tap
 
@@ -216,5 +216,5 @@ def test_a_429_with_an_unusable_reset_is_retried_after_the_window(reset):
     assert isinstance(stream, PipedriveStream)
     response = _response(429, limit="80", remaining="0", reset=reset)
     error = type("Throttled", (Exception,), {"response": response})()
-    wait = stream._seconds_before_retry(error, 1)
+    wait = stream.run.client._seconds_before_retry(error, 1)
     assert 2.0 <= wait <= 2.25
