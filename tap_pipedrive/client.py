@@ -29,7 +29,8 @@ from tap_pipedrive import schemas
 from tap_pipedrive.auth import PipedriveOAuthAuthenticator
 from tap_pipedrive.budget import STATE_KEY, BudgetReached, endpoint_cost, request_cost
 from tap_pipedrive.conform import Conformer
-from tap_pipedrive.custom_fields import CONTAINER, CustomFieldSchema, layout_for
+from tap_pipedrive.custom_fields.layout import CustomFieldSchema, layout_for
+from tap_pipedrive.custom_fields.naming import CONTAINER
 from tap_pipedrive.endpoints import scope_hint
 from tap_pipedrive.errors import (
     CredentialsRejected,

@@ -1,4 +1,4 @@
-"""The ``custom_fields`` stream, and the reader of the ``*Fields`` endpoints behind it.
+"""The ``custom_fields`` stream: every stream's custom columns, keys, labels and options.
 
 ``custom_fields`` lists, for every stream with custom columns, each field's key,
 label, column name, type and options: the join table from Pipedrive's hash keys and
@@ -12,55 +12,11 @@ import typing as t
 from singer_sdk import typing as th
 
 from tap_pipedrive.client import PipedriveStream
-from tap_pipedrive.custom_fields import (
-    CONTAINER,
-    FieldDefinitionsRefused,
-    FieldSource,
-    layout_for,
-)
-from tap_pipedrive.errors import StreamUnavailable
+from tap_pipedrive.custom_fields.layout import layout_for
+from tap_pipedrive.custom_fields.naming import CONTAINER
 
 if t.TYPE_CHECKING:
-    import requests
-    from singer_sdk import Tap
     from singer_sdk.helpers.types import Context
-
-
-class FieldDefinitionReader(PipedriveStream):
-    """Reads one ``*Fields`` endpoint with the tap's session, limiter and retries.
-
-    Never emitted as a stream. A refusal (402/403) is an error here, not a skipped
-    stream: without the definitions the entity's columns would silently go missing.
-    """
-
-    writes_records = False
-
-    schema: t.ClassVar[dict[str, t.Any]] = {"type": "object", "properties": {}}  # type: ignore[misc]
-
-    def validate_response(self, response: requests.Response) -> None:
-        try:
-            super().validate_response(response)
-        except StreamUnavailable as exc:
-            raise FieldDefinitionsRefused(str(exc)) from None
-
-    def post_process(self, row: dict, context: Context | None = None) -> dict | None:
-        return row
-
-
-def read_field_definitions(tap: Tap, source: FieldSource) -> list[dict]:
-    """Every item of one ``*Fields`` endpoint, all pages."""
-    reader_type = type(
-        f"{source.entity.title()}FieldDefinitionReader",
-        (FieldDefinitionReader,),
-        {
-            "name": f"{source.entity}_field_definitions",
-            "path": source.path,
-            "api_version": source.version,
-            "paged": source.paged,
-            "include_fields": source.include_fields,
-        },
-    )
-    return list(reader_type(tap=tap).request_records(None))
 
 
 def _schema_type(schema: dict[str, t.Any]) -> str:
@@ -80,6 +36,8 @@ class CustomFieldsStream(PipedriveStream):
 
     name = "custom_fields"
     primary_keys = ("stream", "key")
+    # Its rows come from every stream's field set: a sync of it loads them all.
+    lists_every_field_set = True
     schema: t.ClassVar[dict[str, t.Any]] = th.PropertiesList(  # type: ignore[misc]
         th.Property("stream", th.StringType, required=True, description="Stream carrying it"),
         th.Property("entity", th.StringType, description="Pipedrive field set, e.g. deal"),
