@@ -15,6 +15,7 @@ import requests
 
 from pipedrive_sandbox import Sandbox
 from tap_pipedrive.client import SCHEMA_SOURCE, V1Stream
+from tap_pipedrive.custom_fields.definitions import FieldSetNotLoaded
 from tap_pipedrive.custom_fields.layout import CustomFieldSchema
 from tap_pipedrive.custom_fields.naming import FIELD_KEY_METADATA
 from tap_pipedrive.errors import PipedriveAPIError, StreamUnavailable
@@ -224,6 +225,24 @@ def test_a_sync_with_a_catalog_reads_only_the_fields_it_needs(sb):
     sb.clear_requests()
     sync(TapPipedrive(config=config_for(sb), catalog=select(catalog, {"pipelines"})))
     assert fields_requests(sb) == []
+
+
+def test_reading_a_schema_never_sends_a_request(sb):
+    catalog = select(TapPipedrive(config=config_for(sb)).catalog_dict, {"deals"})
+    sb.clear_requests()
+    tap = TapPipedrive(config=config_for(sb), catalog=catalog)
+    # The tap loads the field definitions at the start of a sync; a schema only reads them.
+    with pytest.raises(FieldSetNotLoaded, match="deal custom field definitions"):
+        tap.streams["deals"].schema  # noqa: B018
+    assert sb.requests == []
+    assert records(sync(tap), "deals")
+    assert fields_requests(sb) == ["/api/v2/dealFields"]
+    # A catalog without some streams: their metadata comes from their schemas, which
+    # the tap loads the field sets for too.
+    sb.clear_requests()
+    only_deals = {**catalog, "streams": [e for e in catalog["streams"] if e["stream"] == "deals"]}
+    assert records(sync(TapPipedrive(config=config_for(sb), catalog=only_deals)), "deals")
+    assert "/api/v2/personFields" in fields_requests(sb)
 
 
 def test_fields_requests_go_through_the_shared_auth_and_paging(sb):
