@@ -29,6 +29,7 @@ from tap_pipedrive.custom_fields.naming import (
 from tap_pipedrive.custom_fields.schema import property_schema
 from tap_pipedrive.errors import DailyBudgetExhausted, PipedriveAPIError
 from tap_pipedrive.normalize import CoercionLog
+from tap_pipedrive.streams.fields import FIELD_STREAMS, V2FieldsStream
 
 FORMAT_CHECKER = jsonschema.Draft7Validator.FORMAT_CHECKER
 
@@ -253,6 +254,24 @@ def test_the_catalog_reads_only_when_loaded():
     assert calls == ["/dealFields", "/leadFields"]
     assert catalog.loaded("deal") and not catalog.loaded("person")
     assert catalog.definitions("lead") == ()
+
+
+def test_the_fields_streams_read_what_the_field_sources_describe():
+    by_entity = {stream.field_source.entity: stream for stream in FIELD_STREAMS}
+    assert set(by_entity) == set(FIELD_SOURCES)
+    for entity, stream in by_entity.items():
+        source = FIELD_SOURCES[entity]
+        assert (stream.path, stream.api_version, stream.paged, stream.include_fields) == (
+            source.path,
+            source.version,
+            source.paged,
+            source.include_fields,
+        )
+    with pytest.raises(TypeError, match="reads API v2, its field source v1"):
+
+        class LeadFieldsOverV2(V2FieldsStream):
+            name = "lead_fields_v2"
+            field_source = FIELD_SOURCES["lead"]
 
 
 def test_every_custom_entity_has_a_fields_source():

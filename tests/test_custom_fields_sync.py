@@ -21,6 +21,7 @@ from tap_pipedrive.custom_fields.naming import FIELD_KEY_METADATA
 from tap_pipedrive.errors import PipedriveAPIError, StreamUnavailable
 from tap_pipedrive.streams.fields import FieldDefinitionReader
 from tap_pipedrive.tap import TapPipedrive
+from tests.tap_runner import run_cli
 
 FORMAT_CHECKER = jsonschema.Draft7Validator.FORMAT_CHECKER
 # The JSON type each Pipedrive custom field type must get (PIPEDRIVE_API.md §6).
@@ -481,6 +482,20 @@ def test_a_renamed_label_keeps_the_catalog_column_until_the_next_discovery(sb):
     assert "urgency" in rediscovered["properties"] and "priority" not in rediscovered["properties"]
     assert custom_columns(rediscovered_catalog, "deals")[priority.code] == "urgency"
     assert "Urgency" in rediscovered["properties"]["urgency"]["description"]
+
+
+def test_a_catalog_file_keeps_the_column_of_a_renamed_label(sb, tmp_path):
+    """The field keys travel in the catalog file's metadata, as Meltano passes it."""
+    config = config_for(sb)
+    path = tmp_path / "catalog.json"
+    path.write_text(json.dumps(select(TapPipedrive(config=config).catalog_dict, {"deals"})))
+    priority = next(d for d in sandbox_fields(sb, "deal") if d.name == "Priority")
+    priority.name = "Urgency"
+    result = run_cli(config, "--catalog", str(path))
+    assert result.returncode == 0, result.stderr[-2000:]
+    emitted = result.records("deals")
+    assert any(r.get("priority") for r in emitted)
+    assert not any("urgency" in r for r in emitted)
 
 
 def test_a_deleted_field_leaves_the_schema_and_its_stray_values_are_dropped(sb, caplog):

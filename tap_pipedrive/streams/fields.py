@@ -121,7 +121,7 @@ class LeadFieldsStream(V1FieldsStream):
     field_source = FIELD_SOURCES["lead"]
 
 
-FIELD_STREAMS: tuple[type[PipedriveStream], ...] = (
+FIELD_STREAMS: tuple[type[FieldsStream], ...] = (
     DealFieldsStream,
     PersonFieldsStream,
     OrganizationFieldsStream,
