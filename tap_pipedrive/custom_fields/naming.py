@@ -174,7 +174,7 @@ def recorded_columns(metadata: Mapping[Breadcrumb, t.Any], nested: bool) -> dict
     found = {}
     for breadcrumb, entry in metadata.items():
         key = getattr(entry, "pipedrive_field_key", None)
-        if isinstance(key, str) and key and breadcrumb[:-1] == parent and len(breadcrumb) > 1:
+        if isinstance(key, str) and key and breadcrumb[:-1] == parent:
             found[key] = breadcrumb[-1]
     return found
 
