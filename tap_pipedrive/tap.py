@@ -35,7 +35,10 @@ from tap_pipedrive.auth import (
     resolve_auth_mode,
 )
 from tap_pipedrive.budget import DEFAULT_MAX_BUDGET_SHARE, Budget, BudgetReached
-from tap_pipedrive.custom_fields import LOCATIONS, NAMING_MODES, FieldCatalog
+from tap_pipedrive.custom_fields.definitions import FieldCatalog
+from tap_pipedrive.custom_fields.layout import prepare_discovery, prepare_sync
+from tap_pipedrive.custom_fields.naming import NAMING_MODES, read_catalog
+from tap_pipedrive.custom_fields.schema import LOCATIONS
 from tap_pipedrive.errors import ConfigError, PipedriveError
 from tap_pipedrive.estimate import estimate as estimate_cost
 from tap_pipedrive.http.client import PipedriveClient, RequestSpec
@@ -60,13 +63,14 @@ from tap_pipedrive.streams.bases import (
 )
 from tap_pipedrive.streams.bookmarks import context_key, future_starting_value
 from tap_pipedrive.streams.core import UsersStream
-from tap_pipedrive.streams.custom_fields import read_field_definitions
+from tap_pipedrive.streams.fields import read_field_definitions
 from tap_pipedrive.sweeps import DEFAULT_SWEEP_INTERVAL_DAYS, plan_full_reads
 
 if t.TYPE_CHECKING:
     from types import FrameType
 
     from jsonschema import ValidationError
+    from singer_sdk.singerlib import Catalog
     from singer_sdk.streams import Stream
 
 
@@ -538,6 +542,8 @@ class TapPipedrive(Tap):
     def _set_compatible_replication_methods(self) -> None:
         # Runs once at the start of every sync_all (which is final): the moment the
         # selection is settled, so the streams still to come can start fetching.
+        # First the field definitions of the streams to sync, before any schema is read.
+        prepare_sync(list(self.streams.values()), self.custom_field_catalog, self.input_catalog)
         super()._set_compatible_replication_methods()
         # Shared objects are built here, before any background thread could race to.
         run = self.run
@@ -655,11 +661,33 @@ class TapPipedrive(Tap):
         url = url or self.config.get("api_domain") or DEFAULT_API_URL
         return str(url).rstrip("/")
 
+    def __init__(self, *, catalog: t.Any = None, **kwargs: t.Any) -> None:
+        # The SDK's catalog parser drops metadata entries it does not know: the field key
+        # of each custom column is one (see custom_fields/naming.py).
+        if isinstance(catalog, dict):
+            catalog = read_catalog(catalog)
+        super().__init__(catalog=catalog, **kwargs)
+
     @cached_property
     def custom_field_catalog(self) -> FieldCatalog:
-        """Custom field definitions: one request per field set per run, for discovery and sync."""
+        """Custom field definitions: one request per field set per run, for discovery and sync.
+
+        Loaded by ``prepare_discovery`` and ``prepare_sync`` only; a schema reads it.
+        """
         page_size = int(self.config.get("page_size") or MAX_PAGE_SIZE)
         return FieldCatalog(lambda source: read_field_definitions(self.run, source, page_size))
+
+    @property
+    def catalog(self) -> Catalog:
+        if self.input_catalog is None:
+            # Discovery: the catalog is built from every stream's schema.
+            prepare_discovery(self.streams.values(), self.custom_field_catalog)
+        return super().catalog
+
+    @property
+    def catalog_dict(self) -> dict:
+        prepare_discovery(self.streams.values(), self.custom_field_catalog)
+        return super().catalog_dict
 
     def discover_streams(self) -> list[PipedriveStream]:
         return [

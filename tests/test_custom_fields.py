@@ -7,22 +7,29 @@ import random
 
 import jsonschema
 import pytest
+from singer_sdk.singerlib import Catalog, Metadata
 
-from tap_pipedrive.custom_fields import (
+from tap_pipedrive.custom_fields.conversion import ConverterFactory
+from tap_pipedrive.custom_fields.definitions import (
     FIELD_SOURCES,
-    ConverterFactory,
-    CustomFieldLayout,
     FieldCatalog,
     FieldDefinition,
     FieldDefinitionsError,
     FieldOption,
+    FieldSetNotLoaded,
+)
+from tap_pipedrive.custom_fields.layout import CustomFieldLayout
+from tap_pipedrive.custom_fields.naming import (
+    FIELD_KEY_METADATA,
     column_names,
-    described_key,
-    property_schema,
+    read_catalog,
+    recorded_columns,
     snake_case,
 )
+from tap_pipedrive.custom_fields.schema import property_schema
 from tap_pipedrive.errors import DailyBudgetExhausted, PipedriveAPIError
 from tap_pipedrive.normalize import CoercionLog
+from tap_pipedrive.streams.fields import FIELD_STREAMS, V2FieldsStream
 
 FORMAT_CHECKER = jsonschema.Draft7Validator.FORMAT_CHECKER
 
@@ -138,14 +145,12 @@ def test_pinned_names_win_unless_they_became_built_in():
     assert names == {key(1): "old_label", key(2): "other"}
 
 
-def test_description_carries_label_key_and_type_and_can_be_read_back():
+def test_description_carries_label_key_and_type():
     definition = field(1, 'Odd "label" (key x, type y)', "monetary")
     schema = property_schema(definition)
     assert definition.label in schema["description"]
     assert definition.key in schema["description"]
     assert "monetary" in schema["description"]
-    assert described_key(schema) == definition.key
-    assert described_key({"description": "a built-in field"}) is None
 
 
 # --- definitions ----------------------------------------------------------------------------------
@@ -206,6 +211,7 @@ def test_catalog_reads_each_field_set_once_and_keeps_the_items():
 
     catalog = FieldCatalog(fetch)
     for _ in range(3):
+        catalog.load(["deal"])
         assert [d.key for d in catalog.definitions("deal")] == [key(1)]
         assert catalog.items("deal")[0]["field_name"] == "X"
     assert calls == ["/dealFields"]
@@ -218,7 +224,7 @@ def test_a_failed_fields_read_fails_loudly_with_its_cause():
         raise PipedriveAPIError("403 from Pipedrive for GET /api/v2/dealFields: scope missing")
 
     with pytest.raises(FieldDefinitionsError) as failure:
-        FieldCatalog(refused).definitions("deal")
+        FieldCatalog(refused).load(["deal"])
     message = str(failure.value)
     assert "/api/v2/dealFields" in message
     assert "scope missing" in message
@@ -228,7 +234,44 @@ def test_a_failed_fields_read_fails_loudly_with_its_cause():
         raise DailyBudgetExhausted("budget used up")
 
     with pytest.raises(DailyBudgetExhausted, match=r"/api/v1/leadFields.*budget used up"):
-        FieldCatalog(budget).definitions("lead")
+        FieldCatalog(budget).load(["lead"])
+
+
+def test_the_catalog_reads_only_when_loaded():
+    calls = []
+
+    def fetch(source):
+        calls.append(source.path)
+        return []
+
+    catalog = FieldCatalog(fetch)
+    with pytest.raises(FieldSetNotLoaded, match="deal custom field definitions"):
+        catalog.definitions("deal")
+    with pytest.raises(FieldSetNotLoaded):
+        catalog.items("deal")
+    assert calls == []
+    catalog.load(["deal", "lead", "deal"])
+    assert calls == ["/dealFields", "/leadFields"]
+    assert catalog.loaded("deal") and not catalog.loaded("person")
+    assert catalog.definitions("lead") == ()
+
+
+def test_the_fields_streams_read_what_the_field_sources_describe():
+    by_entity = {stream.field_source.entity: stream for stream in FIELD_STREAMS}
+    assert set(by_entity) == set(FIELD_SOURCES)
+    for entity, stream in by_entity.items():
+        source = FIELD_SOURCES[entity]
+        assert (stream.path, stream.api_version, stream.paged, stream.include_fields) == (
+            source.path,
+            source.version,
+            source.paged,
+            source.include_fields,
+        )
+    with pytest.raises(TypeError, match="reads API v2, its field source v1"):
+
+        class LeadFieldsOverV2(V2FieldsStream):
+            name = "lead_fields_v2"
+            field_source = FIELD_SOURCES["lead"]
 
 
 def test_every_custom_entity_has_a_fields_source():
@@ -567,7 +610,10 @@ def test_keys_missing_from_the_definitions_are_left_out_with_one_warning(caplog)
 
 
 def test_a_catalog_pins_column_names_and_limits_columns_to_it():
-    discovered = layout().schema
+    discovered_layout = layout()
+    discovered = discovered_layout.schema
+    catalog_metadata: dict = {}
+    discovered_layout.record_keys(catalog_metadata)
     renamed = tuple(
         FieldDefinition(f.entity, f.key, "Urgency", f.field_type, f.options) if f is PRIORITY else f
         for f in FIELDS
@@ -585,6 +631,7 @@ def test_a_catalog_pins_column_names_and_limits_columns_to_it():
         coercions=coercions(),
         logger=logging.getLogger("test-custom-fields"),
         catalog_schema=catalog_schema,
+        catalog_metadata=catalog_metadata,
     )
     assert deals.names[PRIORITY.key] == "priority"  # pinned by the catalog, not "urgency"
     row = {"id": 1, "custom_fields": {PRIORITY.key: 11, TAGS.key: [21]}}
@@ -601,3 +648,41 @@ def test_a_catalog_pins_column_names_and_limits_columns_to_it():
         logger=logging.getLogger("test-custom-fields"),
     )
     assert fresh.names[PRIORITY.key] == "urgency"
+
+
+@pytest.mark.parametrize("location", ["flattened", "nested"])
+def test_column_keys_travel_in_the_catalog_metadata(location):
+    deals = layout(custom_fields_location=location)
+    nested = location == "nested"
+    built_in = Metadata(inclusion=Metadata.InclusionType.AUTOMATIC)
+    metadata: dict = {("properties", "id"): built_in}
+    deals.record_keys(metadata)
+    assert recorded_columns(metadata, nested) == deals.names
+    assert recorded_columns(metadata, not nested) == {}
+    assert metadata[("properties", "id")] is built_in
+    # Through the catalog's JSON, as a later sync is given it.
+    raw = {
+        "streams": [
+            {
+                "tap_stream_id": "deals",
+                "stream": "deals",
+                "schema": deals.schema,
+                "metadata": [
+                    {"breadcrumb": list(breadcrumb), "metadata": entry.to_dict()}
+                    for breadcrumb, entry in metadata.items()
+                ],
+            }
+        ]
+    }
+    column = deals.names[PRIORITY.key]
+    where = (
+        ["properties", "custom_fields", "properties", column] if nested else ["properties", column]
+    )
+    entry = next(item for item in raw["streams"][0]["metadata"] if item["breadcrumb"] == where)
+    assert entry["metadata"] == {"inclusion": "available", FIELD_KEY_METADATA: PRIORITY.key}
+    parsed = read_catalog(raw).get_stream("deals")
+    assert parsed is not None
+    assert recorded_columns(parsed.metadata, nested) == deals.names
+    # The SDK's own parser drops the entry: the reason read_catalog exists.
+    plain = Catalog.from_dict(raw).get_stream("deals")
+    assert plain is not None and recorded_columns(plain.metadata, nested) == {}

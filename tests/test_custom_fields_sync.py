@@ -14,11 +14,14 @@ import pytest
 import requests
 
 from pipedrive_sandbox import Sandbox
-from tap_pipedrive.custom_fields import FIELD_SOURCES, CustomFieldSchema, described_key
+from tap_pipedrive.custom_fields.definitions import FIELD_SOURCES, FieldSetNotLoaded
+from tap_pipedrive.custom_fields.layout import CustomFieldSchema
+from tap_pipedrive.custom_fields.naming import FIELD_KEY_METADATA
 from tap_pipedrive.errors import PipedriveAPIError, StreamUnavailable
 from tap_pipedrive.streams.base import SCHEMA_SOURCE, V1Stream
-from tap_pipedrive.streams.custom_fields import read_field_definitions
+from tap_pipedrive.streams.fields import read_field_definitions
 from tap_pipedrive.tap import TapPipedrive
+from tests.tap_runner import run_cli
 
 FORMAT_CHECKER = jsonschema.Draft7Validator.FORMAT_CHECKER
 # The JSON type each Pipedrive custom field type must get (PIPEDRIVE_API.md §6).
@@ -97,14 +100,14 @@ def schema_of(catalog: dict, stream: str) -> dict:
     return next(e["schema"] for e in catalog["streams"] if e["tap_stream_id"] == stream)
 
 
-def custom_columns(schema: dict) -> dict[str, str]:
-    """Field key → column name, read from the property descriptions."""
-    found = {}
-    for name, prop in schema["properties"].items():
-        key = described_key(prop)
-        if key:
-            found[key] = name
-    return found
+def custom_columns(catalog: dict, stream: str) -> dict[str, str]:
+    """Field key → column name, read from the stream's catalog metadata."""
+    entry = next(e for e in catalog["streams"] if e["tap_stream_id"] == stream)
+    return {
+        item["metadata"][FIELD_KEY_METADATA]: item["breadcrumb"][-1]
+        for item in entry["metadata"]
+        if FIELD_KEY_METADATA in item["metadata"]
+    }
 
 
 def sandbox_fields(sandbox: Sandbox, entity: str):
@@ -134,7 +137,7 @@ def test_every_custom_field_type_is_a_typed_column_on_every_entity(shared_sb):
     catalog = TapPipedrive(config=config_for(shared_sb)).catalog_dict
     for entity, stream in ENTITY_STREAMS.items():
         schema = schema_of(catalog, stream)
-        columns = custom_columns(schema)
+        columns = custom_columns(catalog, stream)
         definitions = sandbox_fields(shared_sb, entity)
         assert {d.field_type for d in definitions} >= set(EXPECTED_JSON_TYPE), entity
         for definition in definitions:
@@ -152,7 +155,7 @@ def test_every_custom_field_type_is_a_typed_column_on_every_entity(shared_sb):
 
 def test_deal_columns_have_readable_names_and_resolve_collisions(shared_sb):
     catalog = TapPipedrive(config=config_for(shared_sb)).catalog_dict
-    columns = custom_columns(schema_of(catalog, "deals"))
+    columns = custom_columns(catalog, "deals")
     by_label = {d.name: columns[d.code] for d in sandbox_fields(shared_sb, "deal")}
     assert by_label["Renewal date"] == "renewal_date"
     assert by_label["Contract value"] == "contract_value"
@@ -174,7 +177,8 @@ def test_key_naming_and_nested_location_in_discovery(shared_sb):
         config=config_for(shared_sb, custom_fields_location="nested")
     ).catalog_dict
     container = schema_of(nested, "deals")["properties"]["custom_fields"]
-    assert set(custom_columns(container)) == codes
+    assert set(custom_columns(nested, "deals")) == codes
+    assert set(container["properties"]) == set(custom_columns(nested, "deals").values())
     assert "renewal_date" not in schema_of(nested, "deals")["properties"]
 
 
@@ -224,6 +228,24 @@ def test_a_sync_with_a_catalog_reads_only_the_fields_it_needs(sb):
     assert fields_requests(sb) == []
 
 
+def test_reading_a_schema_never_sends_a_request(sb):
+    catalog = select(TapPipedrive(config=config_for(sb)).catalog_dict, {"deals"})
+    sb.clear_requests()
+    tap = TapPipedrive(config=config_for(sb), catalog=catalog)
+    # The tap loads the field definitions at the start of a sync; a schema only reads them.
+    with pytest.raises(FieldSetNotLoaded, match="deal custom field definitions"):
+        tap.streams["deals"].schema  # noqa: B018
+    assert sb.requests == []
+    assert records(sync(tap), "deals")
+    assert fields_requests(sb) == ["/api/v2/dealFields"]
+    # A catalog without some streams: their metadata comes from their schemas, which
+    # the tap loads the field sets for too.
+    sb.clear_requests()
+    only_deals = {**catalog, "streams": [e for e in catalog["streams"] if e["stream"] == "deals"]}
+    assert records(sync(TapPipedrive(config=config_for(sb), catalog=only_deals)), "deals")
+    assert "/api/v2/personFields" in fields_requests(sb)
+
+
 def test_fields_requests_go_through_the_shared_auth_and_paging(sb):
     assert TapPipedrive(config=config_for(sb, page_size=7)).catalog_dict["streams"]
     deal_pages = [r for r in sb.requests if r.path == "/api/v2/dealFields"]
@@ -243,7 +265,7 @@ def test_records_carry_typed_labelled_values_that_validate(shared_sb):
     messages = sync(TapPipedrive(config=config_for(shared_sb), catalog=catalog))
     schemas = {m["stream"]: m["schema"] for m in messages if m["type"] == "SCHEMA"}
     for entity, stream in ENTITY_STREAMS.items():
-        columns = custom_columns(schemas[stream])
+        columns = custom_columns(catalog, stream)
         validator = jsonschema.Draft7Validator(schemas[stream], format_checker=FORMAT_CHECKER)
         source = {row["id"]: row for row in shared_sb.dataset[stream]}
         emitted = records(messages, stream)
@@ -299,7 +321,7 @@ def test_custom_fields_stream_is_the_join_table(shared_sb):
         mine = {row["key"]: row for row in rows if row["stream"] == stream}
         definitions = sandbox_fields(shared_sb, entity)
         assert set(mine) == {d.code for d in definitions}
-        columns = custom_columns(schema_of(catalog, stream))
+        columns = custom_columns(catalog, stream)
         for definition in definitions:
             row = mine[definition.code]
             assert row["entity"] == entity
@@ -456,10 +478,25 @@ def test_a_renamed_label_keeps_the_catalog_column_until_the_next_discovery(sb):
     with_value = [r for r in emitted if r.get("priority")]
     assert with_value and not any("urgency" in r for r in emitted)
 
-    rediscovered = schema_of(TapPipedrive(config=config).catalog_dict, "deals")
+    rediscovered_catalog = TapPipedrive(config=config).catalog_dict
+    rediscovered = schema_of(rediscovered_catalog, "deals")
     assert "urgency" in rediscovered["properties"] and "priority" not in rediscovered["properties"]
-    assert described_key(rediscovered["properties"]["urgency"]) == priority.code
+    assert custom_columns(rediscovered_catalog, "deals")[priority.code] == "urgency"
     assert "Urgency" in rediscovered["properties"]["urgency"]["description"]
+
+
+def test_a_catalog_file_keeps_the_column_of_a_renamed_label(sb, tmp_path):
+    """The field keys travel in the catalog file's metadata, as Meltano passes it."""
+    config = config_for(sb)
+    path = tmp_path / "catalog.json"
+    path.write_text(json.dumps(select(TapPipedrive(config=config).catalog_dict, {"deals"})))
+    priority = next(d for d in sandbox_fields(sb, "deal") if d.name == "Priority")
+    priority.name = "Urgency"
+    result = run_cli(config, "--catalog", str(path))
+    assert result.returncode == 0, result.stderr[-2000:]
+    emitted = result.records("deals")
+    assert any(r.get("priority") for r in emitted)
+    assert not any("urgency" in r for r in emitted)
 
 
 def test_a_deleted_field_leaves_the_schema_and_its_stray_values_are_dropped(sb, caplog):
@@ -497,7 +534,7 @@ def test_v1_lead_records_gather_flat_parts_into_typed_columns(sb):
     tap = TapWithLeads(config=config)
     catalog = select(tap.catalog_dict, {"leads_probe"})
     schema = schema_of(catalog, "leads_probe")
-    columns = custom_columns(schema)
+    columns = custom_columns(catalog, "leads_probe")
     definitions = sandbox_fields(sb, "lead")
     assert set(columns) == {d.code for d in definitions}
     assert (

@@ -20,7 +20,8 @@ from singer_sdk.streams.rest import PageContext
 from tap_pipedrive import schemas
 from tap_pipedrive.budget import STATE_KEY, BudgetReached
 from tap_pipedrive.conform import Conformer
-from tap_pipedrive.custom_fields import CONTAINER, CustomFieldSchema, layout_for
+from tap_pipedrive.custom_fields.layout import CustomFieldSchema, layout_for
+from tap_pipedrive.custom_fields.naming import CONTAINER
 from tap_pipedrive.errors import StreamUnavailable
 from tap_pipedrive.http.client import RequestSpec
 from tap_pipedrive.http.paging import (

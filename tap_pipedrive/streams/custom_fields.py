@@ -1,4 +1,4 @@
-"""The ``custom_fields`` stream, and the reader of the ``*Fields`` endpoints behind it.
+"""The ``custom_fields`` stream: every stream's custom columns, keys, labels and options.
 
 ``custom_fields`` lists, for every stream with custom columns, each field's key,
 label, column name, type and options: the join table from Pipedrive's hash keys and
@@ -11,54 +11,12 @@ import typing as t
 
 from singer_sdk import typing as th
 
-from tap_pipedrive.custom_fields import (
-    CONTAINER,
-    FieldDefinitionsRefused,
-    FieldSource,
-    layout_for,
-)
-from tap_pipedrive.errors import StreamUnavailable
-from tap_pipedrive.http.client import RequestSpec
-from tap_pipedrive.http.paging import (
-    CursorPaginator,
-    OffsetPaginator,
-    PaginatorFactory,
-    SinglePagePaginator,
-)
+from tap_pipedrive.custom_fields.layout import layout_for
+from tap_pipedrive.custom_fields.naming import CONTAINER
 from tap_pipedrive.streams.base import PipedriveStream
 
 if t.TYPE_CHECKING:
     from singer_sdk.helpers.types import Context
-
-    from tap_pipedrive.run import Run
-
-
-def read_field_definitions(run: Run, source: FieldSource, page_size: int) -> list[dict]:
-    """Every item of one ``*Fields`` endpoint, all pages, through the run's client.
-
-    A refusal (402/403) is an error here, not a skipped stream: without the definitions
-    the entity's columns would silently go missing.
-    """
-    client = run.client
-    params = {"limit": str(page_size)} if source.paged else {}
-    if source.include_fields:
-        params["include_fields"] = ",".join(source.include_fields)
-    paginator: PaginatorFactory = SinglePagePaginator
-    if source.paged:
-        paginator = CursorPaginator if source.version == "v2" else OffsetPaginator
-    spec = RequestSpec(
-        stream=f"{source.entity}_field_definitions",
-        url=client.url(source.version, source.path),
-        params=tuple(params.items()),
-        paginator=paginator,
-    )
-    rows: list[dict] = []
-    try:
-        for page in client.pages(spec):
-            rows.extend(page.rows())
-    except StreamUnavailable as exc:
-        raise FieldDefinitionsRefused(str(exc)) from None
-    return rows
 
 
 def _schema_type(schema: dict[str, t.Any]) -> str:
@@ -78,6 +36,8 @@ class CustomFieldsStream(PipedriveStream):
 
     name = "custom_fields"
     primary_keys = ("stream", "key")
+    # Its rows come from every stream's field set: a sync of it loads them all.
+    lists_every_field_set = True
     schema: t.ClassVar[dict[str, t.Any]] = th.PropertiesList(  # type: ignore[misc]
         th.Property("stream", th.StringType, required=True, description="Stream carrying it"),
         th.Property("entity", th.StringType, description="Pipedrive field set, e.g. deal"),

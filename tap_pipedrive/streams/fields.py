@@ -1,46 +1,64 @@
 """Field metadata: the ``*Fields`` endpoints, built-in and custom fields alike.
 
-The custom-field support reads the same endpoints once per run to type the custom columns;
-these streams take its copy when it has one, so no endpoint is read twice.
+Each stream reads the endpoint that its field set's ``FieldSource`` describes
+(``custom_fields/definitions.py``), the one the custom field catalogue reads too. When the
+tap loaded that field set this run, the stream takes the catalogue's copy, so no endpoint
+is read twice. ``read_field_definitions`` is the reader the tap gives the catalogue.
 """
 
 from __future__ import annotations
 
 import typing as t
 
-from tap_pipedrive.errors import CredentialsRejected, DailyBudgetExhausted, PipedriveAPIError
+from tap_pipedrive.custom_fields.definitions import (
+    FIELD_SOURCES,
+    FieldDefinitionsRefused,
+    FieldSource,
+)
+from tap_pipedrive.errors import StreamUnavailable
+from tap_pipedrive.http.client import RequestSpec
+from tap_pipedrive.http.paging import (
+    CursorPaginator,
+    OffsetPaginator,
+    PaginatorFactory,
+    SinglePagePaginator,
+)
 from tap_pipedrive.streams.base import PipedriveStream, V1Stream
 
 if t.TYPE_CHECKING:
     from singer_sdk.helpers.types import Context
 
-_UI_PARTS = ("ui_visibility", "important_fields", "required_fields")
+    from tap_pipedrive.custom_fields.definitions import FieldCatalog
+    from tap_pipedrive.run import Run
 
 
 class FieldsStream(PipedriveStream):
-    """One ``*Fields`` endpoint."""
+    """One ``*Fields`` endpoint: path, API version, paging and optional parts from its source."""
 
-    # Name of the field set in the tap's custom field catalog ("deal", "lead" ...).
-    field_set: t.ClassVar[str]
+    field_source: t.ClassVar[FieldSource]
+
+    def __init_subclass__(cls, **kwargs: t.Any) -> None:
+        super().__init_subclass__(**kwargs)
+        source = cls.__dict__.get("field_source")
+        if source is None:
+            return
+        if source.version != cls.api_version:
+            msg = f"{cls.__name__} reads API {cls.api_version}, its field source {source.version}"
+            raise TypeError(msg)
+        cls.path = source.path
+        cls.paged = source.paged
+        cls.include_fields = source.include_fields
 
     def get_records(self, context: Context | None) -> t.Iterable[dict]:
-        catalog = getattr(self._tap, "custom_field_catalog", None)
-        items = None
-        # A field set read from its fallback endpoint has items of the other API
-        # version's shape: this stream then asks its own endpoint (and is skipped if
-        # that is refused).
-        if catalog is not None and self.field_set not in catalog.fallback_used:
-            try:
-                items = catalog.items(self.field_set)
-            except (DailyBudgetExhausted, CredentialsRejected):
-                raise
-            except PipedriveAPIError:
-                items = None  # read it here, where a refusal only skips this stream
-        if items is None:
-            yield from super().get_records(context)
+        catalog: FieldCatalog | None = getattr(self._tap, "custom_field_catalog", None)
+        entity = self.field_source.entity
+        # A field set read from its fallback endpoint has items of the other API version's
+        # shape: this stream then asks its own endpoint (and is skipped if that is refused).
+        if catalog is not None and catalog.loaded(entity) and entity not in catalog.fallback_used:
+            # The catalogue's items are shared: hand out copies.
+            yield from (dict(item) for item in catalog.items(entity))
             return
-        # The catalog's items are shared: hand out copies.
-        yield from (dict(item) for item in items)
+        yield from super().get_records(context)
 
 
 class V2FieldsStream(FieldsStream):
@@ -63,65 +81,53 @@ def _option(option: t.Any) -> t.Any:
     return option
 
 
+class V1FieldsStream(FieldsStream, V1Stream):
+    primary_keys = ("key",)
+
+
 class DealFieldsStream(V2FieldsStream):
     name = "deal_fields"
-    path = "/dealFields"
-    field_set = "deal"
-    include_fields = _UI_PARTS
+    field_source = FIELD_SOURCES["deal"]
 
 
 class PersonFieldsStream(V2FieldsStream):
     name = "person_fields"
-    path = "/personFields"
-    field_set = "person"
-    include_fields = _UI_PARTS
+    field_source = FIELD_SOURCES["person"]
 
 
 class OrganizationFieldsStream(V2FieldsStream):
     name = "organization_fields"
-    path = "/organizationFields"
-    field_set = "organization"
-    include_fields = _UI_PARTS
+    field_source = FIELD_SOURCES["organization"]
 
 
 class ProductFieldsStream(V2FieldsStream):
     name = "product_fields"
-    path = "/productFields"
-    field_set = "product"
-    include_fields = ("ui_visibility",)
+    field_source = FIELD_SOURCES["product"]
 
 
 class ActivityFieldsStream(V2FieldsStream):
     """v2 ``/activityFields`` accepts only the ``admin`` scope."""
 
     name = "activity_fields"
-    path = "/activityFields"
-    field_set = "activity"
-    include_fields = ("ui_visibility",)
+    field_source = FIELD_SOURCES["activity"]
 
 
 class ProjectFieldsStream(V2FieldsStream):
     name = "project_fields"
-    path = "/projectFields"
-    field_set = "project"
+    field_source = FIELD_SOURCES["project"]
 
 
-class NoteFieldsStream(FieldsStream, V1Stream):
+class NoteFieldsStream(V1FieldsStream):
     name = "note_fields"
-    path = "/noteFields"
-    field_set = "note"
-    primary_keys = ("key",)
-    paged = False
+    field_source = FIELD_SOURCES["note"]
 
 
-class LeadFieldsStream(FieldsStream, V1Stream):
+class LeadFieldsStream(V1FieldsStream):
     name = "lead_fields"
-    path = "/leadFields"
-    field_set = "lead"
-    primary_keys = ("key",)
+    field_source = FIELD_SOURCES["lead"]
 
 
-FIELD_STREAMS: tuple[type[PipedriveStream], ...] = (
+FIELD_STREAMS: tuple[type[FieldsStream], ...] = (
     DealFieldsStream,
     PersonFieldsStream,
     OrganizationFieldsStream,
@@ -131,3 +137,34 @@ FIELD_STREAMS: tuple[type[PipedriveStream], ...] = (
     NoteFieldsStream,
     LeadFieldsStream,
 )
+
+
+# --- the catalogue's reader -------------------------------------------------------------------
+
+
+def read_field_definitions(run: Run, source: FieldSource, page_size: int) -> list[dict]:
+    """Every item of one ``*Fields`` endpoint, all pages, through the run's client.
+
+    The catalogue's reader. A refusal (402/403) is an error here, not a skipped stream:
+    without the definitions the entity's columns would silently go missing.
+    """
+    client = run.client
+    params = {"limit": str(page_size)} if source.paged else {}
+    if source.include_fields:
+        params["include_fields"] = ",".join(source.include_fields)
+    paginator: PaginatorFactory = SinglePagePaginator
+    if source.paged:
+        paginator = CursorPaginator if source.version == "v2" else OffsetPaginator
+    spec = RequestSpec(
+        stream=f"{source.entity}_field_definitions",
+        url=client.url(source.version, source.path),
+        params=tuple(params.items()),
+        paginator=paginator,
+    )
+    rows: list[dict] = []
+    try:
+        for page in client.pages(spec):
+            rows.extend(page.rows())
+    except StreamUnavailable as exc:
+        raise FieldDefinitionsRefused(str(exc)) from None
+    return rows
