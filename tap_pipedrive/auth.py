@@ -205,7 +205,7 @@ class PipedriveOAuthAuthenticator(OAuthAuthenticator):
 
     # --- refresh -----------------------------------------------------------------
     @property
-    def oauth_request_body(self) -> dict:
+    def oauth_request_body(self) -> dict[str, t.Any]:
         return {"grant_type": "refresh_token", "refresh_token": self.tokens.refresh_token}
 
     def update_access_token(self) -> None:

@@ -32,8 +32,8 @@ from singer_sdk.helpers._typing import (
 class Conformer:
     """Conforms records of one (sub)schema in place."""
 
-    def __init__(self, schema: dict, logger: logging.Logger, path: str = "") -> None:
-        properties: dict[str, dict] = schema.get("properties") or {}
+    def __init__(self, schema: dict[str, t.Any], logger: logging.Logger, path: str = "") -> None:
+        properties: dict[str, dict[str, t.Any]] = schema.get("properties") or {}
         self._logger = logger
         self._path = path
         self._allowed = frozenset(properties)

@@ -45,7 +45,7 @@ def estimate(tap: TapPipedrive) -> list[str]:
         for stream in tap.streams.values()
         if isinstance(stream, PipedriveStream) and stream.selected
     ]
-    parent_rows: dict[tuple, list[dict]] = {}
+    parent_rows: dict[tuple[t.Any, ...], list[dict[str, t.Any]]] = {}
     listed_rows: dict[str, int] = {}
     costs: list[StreamCost] = []
     for stream in selected:
@@ -85,8 +85,8 @@ def _read_parents(
     stream: ChangedParentsStream,
     source: ParentSource,
     since: str | None,
-    cache: dict[tuple, list[dict]],
-) -> tuple[list[dict], bool]:
+    cache: dict[tuple[t.Any, ...], list[dict[str, t.Any]]],
+) -> tuple[list[dict[str, t.Any]], bool]:
     """The rows of a parent list (read once per list and bookmark); True when just read."""
     key = (source, since)
     if key in cache:
@@ -105,10 +105,12 @@ def _read_parents(
     return rows, True
 
 
-def _per_parent(stream: ChangedParentsStream, cache: dict[tuple, list[dict]]) -> StreamCost:
+def _per_parent(
+    stream: ChangedParentsStream, cache: dict[tuple[t.Any, ...], list[dict[str, t.Any]]]
+) -> StreamCost:
     cost = StreamCost(stream.name)
     since = _since(stream)
-    parents: dict[t.Any, dict] = {}
+    parents: dict[t.Any, dict[str, t.Any]] = {}
     for source in stream.parent_sources:
         rows, _ = _read_parents(stream, source, since, cache)
         url = stream.run.client.url(source.version, source.path)
@@ -127,7 +129,7 @@ def _per_parent(stream: ChangedParentsStream, cache: dict[tuple, list[dict]]) ->
     return cost
 
 
-def _first_page(stream: PipedriveStream, context: dict | None) -> tuple[int, bool]:
+def _first_page(stream: PipedriveStream, context: dict[str, t.Any] | None) -> tuple[int, bool]:
     """Rows on the first page of a list, and whether the list goes on."""
     spec = stream.request_spec(context)
     paginator = spec.paginator()
@@ -145,7 +147,9 @@ def _first_page(stream: PipedriveStream, context: dict | None) -> tuple[int, boo
 
 
 def _list(
-    stream: PipedriveStream, parent_rows: dict[tuple, list[dict]], listed_rows: dict[str, int]
+    stream: PipedriveStream,
+    parent_rows: dict[tuple[t.Any, ...], list[dict[str, t.Any]]],
+    listed_rows: dict[str, int],
 ) -> StreamCost:
     cost = StreamCost(stream.name)
     if stream.name == "users" and stream.run.budget.seats is not None:
@@ -155,7 +159,7 @@ def _list(
     if stream.name == "custom_fields":
         return cost  # made of the definitions, which are counted on their own
     known = _known_parent_count(stream, parent_rows)
-    partitions: list[dict | None] = [*(stream.partitions or [])] or [None]
+    partitions: list[dict[str, t.Any] | None] = [*(stream.partitions or [])] or [None]
     for partition in partitions:
         url = stream.get_url(partition)
         per_call = endpoint_cost(url)
@@ -174,7 +178,7 @@ def _list(
 
 
 def _known_parent_count(
-    stream: PipedriveStream, parent_rows: dict[tuple, list[dict]]
+    stream: PipedriveStream, parent_rows: dict[tuple[t.Any, ...], list[dict[str, t.Any]]]
 ) -> int | None:
     """Rows of this list, where a parent list read for a per-parent stream counted them."""
     path = getattr(stream, "path", None)

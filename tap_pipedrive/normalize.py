@@ -173,7 +173,9 @@ class TimestampPaths:
 
     __slots__ = ("date_lists", "date_time_lists", "date_times", "dates", "object_lists", "objects")
 
-    def __init__(self, schema: dict, path: str = "", skip: frozenset[str] = frozenset()) -> None:
+    def __init__(
+        self, schema: dict[str, t.Any], path: str = "", skip: frozenset[str] = frozenset()
+    ) -> None:
         date_times: list[tuple[str, str]] = []
         dates: list[tuple[str, str]] = []
         date_time_lists: list[tuple[str, str]] = []
@@ -221,7 +223,7 @@ class TimestampPaths:
             or self.object_lists
         )
 
-    def apply(self, row: dict, coercions: CoercionLog) -> None:
+    def apply(self, row: dict[str, t.Any], coercions: CoercionLog) -> None:
         # The two loops every record runs are written out: no call per value.
         for name, where in self.date_times:
             value = row.get(name)

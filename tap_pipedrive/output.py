@@ -13,11 +13,13 @@ import sys
 
 from singer_sdk.contrib.msgspec import MsgSpecWriter
 from singer_sdk.singerlib.encoding.simple import Message, RecordMessage
+from typing_extensions import override
 
 
 class SingerOutput(MsgSpecWriter):
     """msgspec-encoded messages; records buffered, everything else flushed."""
 
+    @override
     def write_message(self, message: Message) -> None:
         line = self.format_message(message)
         stdout = sys.stdout

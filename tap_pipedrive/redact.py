@@ -6,6 +6,8 @@ import logging
 import re
 import typing as t
 
+from typing_extensions import override
+
 MASK = "***"
 # Shorter values are too likely to match ordinary text to be worth masking.
 MIN_SECRET_LENGTH = 6
@@ -60,6 +62,7 @@ class SecretRedactor(logging.Filter):
                 text = text.replace(secret, MASK)
         return text
 
+    @override
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
         cleaned = escape_controls(self.redact(message) if self.secrets else message)

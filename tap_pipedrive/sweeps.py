@@ -138,7 +138,7 @@ def plan_full_reads(
         logger.info("Full read closed by ACTIVATE_VERSION (sweep) of: %s", ", ".join(sweeping))
 
 
-def _forget_bookmarks(state: dict) -> None:
+def _forget_bookmarks(state: dict[str, t.Any]) -> None:
     for entry in (state, *state.get("partitions", ())):
         for key in _BOOKMARK_KEYS:
             entry.pop(key, None)

@@ -24,6 +24,7 @@ from singer_sdk.configuration._dict_config import parse_environment_config
 from singer_sdk.exceptions import ConfigValidationError, InvalidStreamSortException
 from singer_sdk.helpers._classproperty import classproperty
 from singer_sdk.plugin_base import SingerCommand
+from typing_extensions import override
 
 from tap_pipedrive import oauth_cli
 from tap_pipedrive.auth import (
@@ -369,6 +370,7 @@ Documentation: https://github.com/tap-pipedrive/tap-pipedrive#readme
 class PipedriveCommand(SingerCommand):
     """The Singer CLI, ending known failures with one readable line instead of a traceback."""
 
+    @override
     def main(self, *args: t.Any, **kwargs: t.Any) -> t.Any:
         Progress.in_progress = None  # only a sync this command started is summed up
         try:
@@ -404,6 +406,7 @@ class PipedriveCommand(SingerCommand):
             )
             sys.exit(1)
 
+    @override
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         oauth_cli.note_requested_action(ctx, args)
         return super().parse_args(ctx, args)
@@ -421,6 +424,7 @@ class TapPipedrive(Tap):
     # config on --discover too.
     dynamic_catalog = True
 
+    @override
     def _validate_config(self, *, raise_errors: bool = True) -> list[str]:
         # Runs as soon as the config is parsed, before the SDK builds the catalog (which
         # reads custom field definitions): secrets are masked and impossible settings
@@ -446,6 +450,7 @@ class TapPipedrive(Tap):
             self.metrics_logger.setLevel(logging.WARNING)
         return errors
 
+    @override
     @classproperty
     def _env_var_config(cls) -> dict[str, t.Any]:
         """Settings from TAP_PIPEDRIVE_* variables (--config=ENV), one line per bad value.
@@ -539,6 +544,7 @@ class TapPipedrive(Tap):
             f"left: {', '.join(left)}. The state is saved: the next run continues from here."
         )
 
+    @override
     def _set_compatible_replication_methods(self) -> None:
         # Runs once at the start of every sync_all (which is final): the moment the
         # selection is settled, so the streams still to come can start fetching.
@@ -592,6 +598,7 @@ class TapPipedrive(Tap):
         for _ in UsersStream(tap=self).request_records(None):
             pass
 
+    @override
     @property
     def streams(self) -> dict[str, Stream]:
         """The streams in the order they are synced: cheap before expensive.
@@ -609,6 +616,7 @@ class TapPipedrive(Tap):
             self.__dict__["_ordered_from"] = streams
         return t.cast("dict[str, Stream]", self.__dict__["_ordered"])
 
+    @override
     def _handle_termination(self, signum: int, frame: FrameType | None) -> None:
         """SIGTERM or Ctrl-C: stop at once with a failing exit code and no state of its own.
 
@@ -677,6 +685,7 @@ class TapPipedrive(Tap):
         page_size = int(self.config.get("page_size") or MAX_PAGE_SIZE)
         return FieldCatalog(lambda source: read_field_definitions(self.run, source, page_size))
 
+    @override
     @property
     def catalog(self) -> Catalog:
         if self.input_catalog is None:
@@ -684,11 +693,13 @@ class TapPipedrive(Tap):
             prepare_discovery(self.streams.values(), self.custom_field_catalog)
         return super().catalog
 
+    @override
     @property
-    def catalog_dict(self) -> dict:
+    def catalog_dict(self) -> dict[str, t.Any]:
         prepare_discovery(self.streams.values(), self.custom_field_catalog)
         return super().catalog_dict
 
+    @override
     def discover_streams(self) -> list[PipedriveStream]:
         return [
             stream_type(tap=self)
@@ -696,6 +707,7 @@ class TapPipedrive(Tap):
             if stream_type.enabled(self.config)
         ]
 
+    @override
     @classmethod
     def cb_config(cls, ctx: click.Context, param: click.Option, value: tuple[str, ...]) -> t.Any:
         for path in value:
@@ -708,6 +720,7 @@ class TapPipedrive(Tap):
         except FileNotFoundError as missing:
             raise ConfigError(str(missing)) from None
 
+    @override
     @classmethod
     def invoke(  # type: ignore[override]
         cls,
@@ -744,6 +757,7 @@ class TapPipedrive(Tap):
         for line in estimate_cost(tap):
             click.echo(line)
 
+    @override
     @classmethod
     def get_singer_command(cls) -> click.Command:
         base = super().get_singer_command()

@@ -68,7 +68,7 @@ FIELD_SOURCES: dict[str, FieldSource] = {
 
 # Reads every item of one ``*Fields`` endpoint (all pages); raises FieldDefinitionsRefused
 # on a refusal (402/403). The tap supplies it, so this layer makes no request of its own.
-ReadDefinitions = t.Callable[[FieldSource], list[dict]]
+ReadDefinitions = t.Callable[[FieldSource], list[dict[str, t.Any]]]
 
 
 class FieldDefinitionsError(PipedriveAPIError):
@@ -163,7 +163,7 @@ class FieldCatalog:
 
     def __init__(self, read_definitions: ReadDefinitions) -> None:
         self._read_definitions = read_definitions
-        self._items: dict[str, list[dict]] = {}
+        self._items: dict[str, list[dict[str, t.Any]]] = {}
         self._definitions: dict[str, tuple[FieldDefinition, ...]] = {}
         self._lock = threading.Lock()
         # Field sets read from their fallback endpoint, whose items have the other shape.
@@ -180,7 +180,7 @@ class FieldCatalog:
     def loaded(self, entity: str) -> bool:
         return entity in self._items
 
-    def items(self, entity: str) -> list[dict]:
+    def items(self, entity: str) -> list[dict[str, t.Any]]:
         """The raw ``*Fields`` items of a loaded field set (built-in and custom fields)."""
         _source(entity)
         try:
@@ -197,7 +197,7 @@ class FieldCatalog:
             self._definitions[entity] = tuple(unique[key] for key in sorted(unique))
         return self._definitions[entity]
 
-    def _read(self, source: FieldSource) -> list[dict]:
+    def _read(self, source: FieldSource) -> list[dict[str, t.Any]]:
         try:
             items = self._read_definitions(source)
         except FieldDefinitionsRefused as exc:

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from functools import cached_property
 
 from singer_sdk import StreamSchema
+from typing_extensions import override
 
 from tap_pipedrive.custom_fields.conversion import V1_PARTS, Converter, ConverterFactory
 from tap_pipedrive.custom_fields.naming import (
@@ -134,7 +135,7 @@ class CustomFieldLayout:
                 ", ".join(f'"{field.label}" ({field.key})' for field in skipped),
             )
         self._unknown_keys: set[str] = set()
-        self.apply: Callable[[dict], None] = (
+        self.apply: Callable[[dict[str, t.Any]], None] = (
             self._apply_v2 if record_format == "v2" else self._apply_v1
         )
 
@@ -147,7 +148,7 @@ class CustomFieldLayout:
         # Plain tuples: the per-value lookup in v2 records is the hot path.
         return {key: (column.name, column.convert) for key, column in self._columns.items()}
 
-    def _apply_v2(self, row: dict) -> None:
+    def _apply_v2(self, row: dict[str, t.Any]) -> None:
         raw = row.pop(CONTAINER, None)
         target: dict[str, t.Any] = row
         if self.nested:
@@ -166,7 +167,7 @@ class CustomFieldLayout:
                 continue
             target[name] = None if value is None else convert(value)
 
-    def _apply_v1(self, row: dict) -> None:
+    def _apply_v1(self, row: dict[str, t.Any]) -> None:
         target: dict[str, t.Any] = {} if self.nested else row
         pop = row.pop
         for column in self._columns.values():
@@ -223,6 +224,7 @@ class CustomFieldSchema(StreamSchema):
     definitions come from the tap's catalogue, loaded before any schema is read.
     """
 
+    @override
     def get_stream_schema(self, stream: t.Any, stream_class: t.Any) -> t.Any:
         static = super().get_stream_schema(stream, stream_class)
         if _field_set(stream) is None:

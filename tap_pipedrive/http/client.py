@@ -207,7 +207,8 @@ class PipedriveClient:
             logger=None,  # retries are logged by _log_retry, giving up by one error line
         )(self._fetch_once)
         try:
-            return t.cast("Page", send(spec, paging, ahead, attempts))
+            page: Page = send(spec, paging, ahead, attempts)
+            return page
         except RetriableAPIError as exc:
             msg = f"Gave up after {_attempts(attempts.tries)}: {exc}"
             raise PipedriveAPIError(msg) from None
@@ -417,7 +418,8 @@ class PipedriveClient:
                 wait = min(reset if reset is not None else 2.0, MAX_RESET_SECONDS)
                 return wait + random.uniform(0, 0.25)
         base = self.retry_base_seconds
-        return min(base * 2 ** (attempt - 1), 60.0) * random.uniform(0.8, 1.2)
+        exponential: float = base * 2 ** (attempt - 1)
+        return min(exponential, 60.0) * random.uniform(0.8, 1.2)
 
     def _log_retry(self, spec: RequestSpec, details: t.Any) -> None:
         exception = details.get("exception")

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import typing as t
 
+from typing_extensions import override
+
 from tap_pipedrive.errors import PipedriveAPIError
 from tap_pipedrive.http.pages import Page, json_type
 
@@ -102,6 +104,7 @@ class SinglePagePaginator(Paginator[int]):
     def __init__(self) -> None:
         super().__init__(None)
 
+    @override
     def has_more(self, page: Page) -> bool:
         return False
 
@@ -127,6 +130,7 @@ class CursorPaginator(Paginator[str]):
             )
         return cursor or None
 
+    @override
     def get_next(self, page: Page) -> str | None:
         cursor = self._next_cursor(page)
         if cursor is not None and cursor == self.current_value:
@@ -138,6 +142,7 @@ class CursorPaginator(Paginator[str]):
             self._cursors.add(cursor)
         return cursor
 
+    @override
     def continue_if_empty(self, page: Page) -> bool:
         # An empty page that still carries a cursor is not the end of the list.
         return self._next_cursor(page) is not None
@@ -170,6 +175,7 @@ class OffsetPaginator(Paginator[int]):
             )
         return pagination
 
+    @override
     def has_more(self, page: Page) -> bool:
         # The collection's flag decides, not the page's size: an empty page may still
         # announce more rows, and stopping there would lose them.
@@ -186,9 +192,11 @@ class OffsetPaginator(Paginator[int]):
             )
         return more
 
+    @override
     def continue_if_empty(self, page: Page) -> bool:
         return self.has_more(page)
 
+    @override
     def get_next(self, page: Page) -> int | None:
         current = self.current_value or 0
         next_start = self.pagination(page).get("next_start")
@@ -219,6 +227,7 @@ class UntilEmptyOffsetPaginator(OffsetPaginator):
         super().__init__()
         self._previous_first_row: t.Any = None
 
+    @override
     def has_more(self, page: Page) -> bool:
         if "more_items_in_collection" in self.pagination(page):
             return super().has_more(page)

@@ -34,6 +34,7 @@ from urllib.parse import SplitResult, urljoin, urlsplit
 
 import requests
 from requests.adapters import HTTPAdapter
+from typing_extensions import override
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
@@ -251,12 +252,14 @@ _in_flight = threading.local()
 
 
 class _WatchedHTTPConnection(HTTPConnection):
+    @override
     def request(self, *args: t.Any, **kwargs: t.Any) -> None:
         _register(self)
         super().request(*args, **kwargs)
 
 
 class _WatchedHTTPSConnection(HTTPSConnection):
+    @override
     def request(self, *args: t.Any, **kwargs: t.Any) -> None:
         _register(self)
         super().request(*args, **kwargs)
@@ -282,10 +285,12 @@ _WATCHED_POOLS = {"http": _WatchedHTTPPool, "https": _WatchedHTTPSPool}
 class _WatchedAdapter(HTTPAdapter):
     """requests' adapter, with connections (direct or through an http proxy) the watchdog sees."""
 
+    @override
     def init_poolmanager(self, *args: t.Any, **kwargs: t.Any) -> None:
         super().init_poolmanager(*args, **kwargs)
         self.poolmanager.pool_classes_by_scheme = _WATCHED_POOLS
 
+    @override
     def proxy_manager_for(self, proxy: str, **proxy_kwargs: t.Any) -> t.Any:
         manager = super().proxy_manager_for(proxy, **proxy_kwargs)
         if not proxy.lower().startswith("socks"):  # SOCKS pools have classes of their own
@@ -302,11 +307,13 @@ class TransportSession(requests.Session):
         self.mount("https://", _WatchedAdapter())
         self.mount("http://", _WatchedAdapter())
 
+    @override
     def get_redirect_target(self, resp: requests.Response) -> str | None:
         # No redirect is ever followed, whatever a caller asks: requests would otherwise
         # also read a redirect's whole body before ``send`` could look at it.
         return None
 
+    @override
     def send(self, request: requests.PreparedRequest, **kwargs: t.Any) -> requests.Response:
         settings = self.merge_environment_settings(
             request.url or "",

@@ -16,6 +16,7 @@ from singer_sdk.helpers._catalog import pop_deselected_record_properties
 from singer_sdk.helpers._util import utc_now
 from singer_sdk.singerlib import RecordMessage
 from singer_sdk.streams.rest import PageContext
+from typing_extensions import override
 
 from tap_pipedrive import schemas
 from tap_pipedrive.budget import STATE_KEY, BudgetReached
@@ -109,10 +110,12 @@ class PipedriveStream(RESTStream[int | str]):
         return tap.run
 
     # --- what to ask for ------------------------------------------------------------------
+    @override
     @property
     def url_base(self) -> str:
         return self.run.client.url(self.api_version, "")
 
+    @override
     @property
     def http_headers(self) -> dict[str, str]:
         return {"Accept": "application/json"}
@@ -121,6 +124,7 @@ class PipedriveStream(RESTStream[int | str]):
     def page_size(self) -> int:
         return min(int(self.config.get("page_size") or MAX_PAGE_SIZE), self.max_page_size)
 
+    @override
     @property
     def is_sorted(self) -> bool:
         # Incremental endpoints are asked for ascending update_time, so the bookmark
@@ -137,6 +141,7 @@ class PipedriveStream(RESTStream[int | str]):
             return SinglePagePaginator
         return CursorPaginator if self.api_version == "v2" else OffsetPaginator
 
+    @override
     def get_url_params(self, context: Context | None, next_page_token: t.Any) -> dict[str, t.Any]:
         """The first page's query, without bookmark or paging token (see request_spec)."""
         params: dict[str, t.Any] = dict(self.extra_params)
@@ -202,7 +207,8 @@ class PipedriveStream(RESTStream[int | str]):
         return self.run.budget.fits(calls * self.next_request_cost)
 
     # --- reading ---------------------------------------------------------------------------
-    def request_records(self, context: Context | None) -> t.Iterable[dict]:
+    @override
+    def request_records(self, context: Context | None) -> t.Iterable[dict[str, t.Any]]:
         if self.refused:
             return  # one warning per stream and run, not one per partition or parent
         try:
@@ -212,7 +218,7 @@ class PipedriveStream(RESTStream[int | str]):
             self.refused = True
             self.logger.warning("Skipping stream %s: %s", self.name, exc)
 
-    def _records_from_pages(self, context: Context | None) -> t.Iterator[dict]:
+    def _records_from_pages(self, context: Context | None) -> t.Iterator[dict[str, t.Any]]:
         """The pages of one partition, fetched ahead (http/fetch_ahead.py), as records."""
         run = self.run
         stats = self._progress
@@ -239,8 +245,8 @@ class PipedriveStream(RESTStream[int | str]):
         self,
         pages: Iterable[Page],
         context: Context | None,
-        parse: t.Callable[[Page], Iterable[dict]] | None = None,
-    ) -> Iterator[dict]:
+        parse: t.Callable[[Page], Iterable[dict[str, t.Any]]] | None = None,
+    ) -> Iterator[dict[str, t.Any]]:
         run = self.run
         stats = self._progress
         with self.get_http_request_counter() as request_counter:
@@ -269,7 +275,7 @@ class PipedriveStream(RESTStream[int | str]):
                 count += 1
                 run.progress.page_done(stats)
 
-    def parse_page(self, page: Page) -> Iterable[dict]:
+    def parse_page(self, page: Page) -> Iterable[dict[str, t.Any]]:
         """The rows of one page (as records before post_process)."""
         yield from page.rows()
         if self.replication_key:
@@ -308,7 +314,10 @@ class PipedriveStream(RESTStream[int | str]):
             self.coercions.coerced(field, "text with NUL characters", "text without them")
 
     # --- records -----------------------------------------------------------------------
-    def _generate_record_messages(self, record: dict) -> t.Generator[RecordMessage, None, None]:
+    @override
+    def _generate_record_messages(
+        self, record: dict[str, t.Any]
+    ) -> t.Generator[RecordMessage, None, None]:
         """The SDK's RECORD path with its per-record schema walks compiled away.
 
         Private SDK method, overridden for speed: same steps as the SDK's (drop
@@ -348,6 +357,7 @@ class PipedriveStream(RESTStream[int | str]):
     def _has_deselected_properties(self) -> bool:
         return not all(self.mask.values())
 
+    @override
     def _write_state_message(self) -> None:
         # Private SDK method, the one place every STATE message of a stream goes through:
         # each carries what the tap spent today, and a run past its cap stops right after
@@ -359,7 +369,8 @@ class PipedriveStream(RESTStream[int | str]):
             self.run.fetcher.stop()
             raise BudgetReached(self.run.budget_stop_line(self.name))
 
-    def finalize_state_progress_markers(self, state: dict | None = None) -> None:
+    @override
+    def finalize_state_progress_markers(self, state: dict[str, t.Any] | None = None) -> None:
         # Overridden (the SDK calls it once a stream's read, children included, is complete,
         # and never after a failed one): the moment to close a full read (see sweeps.py).
         if not state:
@@ -376,6 +387,7 @@ class PipedriveStream(RESTStream[int | str]):
             stream = self._tap.streams.get(parent.name) if parent else None
         return False
 
+    @override
     def log_sync_costs(self) -> None:
         # Called once per stream at the end of the run: the moment to sum up coercions too.
         super().log_sync_costs()
@@ -388,7 +400,10 @@ class PipedriveStream(RESTStream[int | str]):
         their own values, see custom_fields.py)."""
         return TimestampPaths(self.schema, skip=frozenset({CONTAINER}))
 
-    def post_process(self, row: dict, context: Context | None = None) -> dict | None:
+    @override
+    def post_process(
+        self, row: dict[str, t.Any], context: Context | None = None
+    ) -> dict[str, t.Any] | None:
         self._timestamp_paths.apply(row, self.coercions)
         if self.lists_deleted_rows and row.get("is_deleted"):
             # Retired in the target as soon as Pipedrive lists it as deleted, its last
@@ -439,15 +454,20 @@ class ArchivableMixin(PipedriveStream):
 
     archived_path: t.ClassVar[str]
 
+    @override
     @property
-    def partitions(self) -> list[dict] | None:
+    def partitions(self) -> list[dict[str, t.Any]] | None:
         return [{"is_archived": False}, {"is_archived": True}]
 
+    @override
     def get_url(self, context: Context | None) -> str:
         if context and context.get("is_archived"):
             return f"{self.url_base}{self.archived_path}"
         return super().get_url(context)
 
-    def post_process(self, row: dict, context: Context | None = None) -> dict | None:
+    @override
+    def post_process(
+        self, row: dict[str, t.Any], context: Context | None = None
+    ) -> dict[str, t.Any] | None:
         row.setdefault("is_archived", bool(context and context.get("is_archived")))
         return super().post_process(row, context)

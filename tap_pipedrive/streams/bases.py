@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cached_property
 
+from typing_extensions import override
+
 from tap_pipedrive.budget import BudgetReached
 from tap_pipedrive.errors import StreamUnavailable
 from tap_pipedrive.http.client import RequestSpec
@@ -61,6 +63,7 @@ class NewestFirstStream(PipedriveStream):
     def _has_bookmark(self, context: Context | None) -> bool:
         return self.get_context_state(context).get("replication_key_value") is not None
 
+    @override
     def bookmark_params(self, context: Context | None, since: datetime | None) -> dict[str, str]:
         if not self.reads_newest_first(context):
             return super().bookmark_params(context, since)
@@ -70,7 +73,8 @@ class NewestFirstStream(PipedriveStream):
         params["sort"] = f"{self.replication_key} {direction}"
         return params
 
-    def request_records(self, context: Context | None) -> t.Iterable[dict]:
+    @override
+    def request_records(self, context: Context | None) -> t.Iterable[dict[str, t.Any]]:
         if not self.reads_newest_first(context):
             yield from super().request_records(context)
             return
@@ -81,7 +85,7 @@ class NewestFirstStream(PipedriveStream):
                 if start is None or moment is None or moment >= start:
                     yield row
             return
-        key = t.cast("str", self.replication_key)
+        key = str(self.replication_key)
         yield from Bookmarks.oldest_first(super().request_records(context), key, start)
 
 
@@ -313,7 +317,7 @@ class ChangedParentsStream(PipedriveStream):
             raise BudgetReached(run.budget_stop_line(self.name)) from None
         return parents, False
 
-    def _parent_rows(self, page: Page) -> Iterable[dict]:
+    def _parent_rows(self, page: Page) -> Iterable[dict[str, t.Any]]:
         return page.rows()
 
     def _read_source(self, source: ParentSource, start: datetime | None) -> Iterator[Parent]:
@@ -387,6 +391,7 @@ class ChangedParentsStream(PipedriveStream):
                 self._counts_read.pop(parent.id, None)
 
     # --- children ------------------------------------------------------------------------
+    @override
     def get_starting_replication_key_value(self, context: Context | None) -> t.Any:
         if context and ("id" in context or "ids" in context):
             # A request for some parents' children, not a partition: it has no bookmark,
@@ -394,6 +399,7 @@ class ChangedParentsStream(PipedriveStream):
             return None
         return super().get_starting_replication_key_value(context)
 
+    @override
     def get_url_params(self, context: Context | None, next_page_token: t.Any) -> dict[str, t.Any]:
         params = super().get_url_params(context, next_page_token)
         if context and "ids" in context:
@@ -402,14 +408,16 @@ class ChangedParentsStream(PipedriveStream):
             params[self.parent_id_param] = context["id"]
         return params
 
+    @override
     def missing_is_empty(self, context: Context | None) -> bool:
         # One parent per request: a parent deleted after the list was read is gone (404/410).
         return self.parents_per_request == 1
 
+    @override
     def vanished(self, page: Page) -> None:
         self.vanished_parents.append(page.path)
 
-    def _children(self, chunk: list[Parent]) -> Iterator[dict]:
+    def _children(self, chunk: list[Parent]) -> Iterator[dict[str, t.Any]]:
         parents = [parent for parent in chunk if self.has_children(parent)]
         if not parents:
             return
@@ -430,13 +438,14 @@ class ChangedParentsStream(PipedriveStream):
             if self.refused:
                 return
 
-    def _with_parent(self, row: dict, parent: Parent) -> dict:
+    def _with_parent(self, row: dict[str, t.Any], parent: Parent) -> dict[str, t.Any]:
         if self.parent_key is not None and row.get(self.parent_key) is None:
             row[self.parent_key] = parent.id
         row[t.cast("str", self.replication_key)] = parent.time_text
         return row
 
-    def request_records(self, context: Context | None) -> t.Iterable[dict]:
+    @override
+    def request_records(self, context: Context | None) -> t.Iterable[dict[str, t.Any]]:
         if self.refused:
             return
         start = self.get_starting_timestamp(context)
@@ -529,10 +538,12 @@ class ChangelogStream(ChangedParentsStream, V1Stream):
     copies of activities, notes, files and mails (streams of their own).
     """
 
+    @override
     @classmethod
     def enabled(cls, config: t.Mapping[str, t.Any]) -> bool:
         return _field_history(config) == "changelog"
 
+    @override
     def paginator_type(self) -> PaginatorFactory:
         return CursorPaginator
 
@@ -548,11 +559,15 @@ class FlowStream(ChangedParentsStream):
 
     extra_params: t.ClassVar[dict[str, str]] = {"all_changes": "1"}
 
+    @override
     @classmethod
     def enabled(cls, config: t.Mapping[str, t.Any]) -> bool:
         return _field_history(config) == "flow"
 
-    def post_process(self, row: dict, context: Context | None = None) -> dict | None:
+    @override
+    def post_process(
+        self, row: dict[str, t.Any], context: Context | None = None
+    ) -> dict[str, t.Any] | None:
         data = row.get("data")
         if row.get("id") is None and isinstance(data, dict):
             row["id"] = data.get("id")

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import typing as t
 
+from typing_extensions import override
+
 from tap_pipedrive.http.paging import PaginatorFactory, UntilEmptyOffsetPaginator
 from tap_pipedrive.streams.base import PipedriveStream, V1Stream
 
@@ -31,16 +33,19 @@ class GoalsStream(V1Stream):
     paged = False
     state_partitioning_keys: t.ClassVar[tuple[str, ...]] = ()
 
+    @override
     @property
-    def partitions(self) -> list[dict] | None:
+    def partitions(self) -> list[dict[str, t.Any]] | None:
         return [{"is_active": "true"}, {"is_active": "false"}]
 
+    @override
     def get_url_params(self, context: Context | None, next_page_token: t.Any) -> dict[str, t.Any]:
         params = super().get_url_params(context, next_page_token)
         params["is_active"] = (context or {})["is_active"]
         return params
 
-    def parse_page(self, page: Page) -> t.Iterable[dict]:
+    @override
+    def parse_page(self, page: Page) -> t.Iterable[dict[str, t.Any]]:
         # The rows are one level down: {"data": {"goals": [...]}}.
         data = page.data() or {}
         goals = data.get("goals") if isinstance(data, dict) else data
@@ -51,7 +56,10 @@ class RolesStream(V1Stream):
     name = "roles"
     path = "/roles"
 
-    def get_child_context(self, record: dict, context: Context | None) -> Context | None:
+    @override
+    def get_child_context(
+        self, record: dict[str, t.Any], context: Context | None
+    ) -> Context | None:
         return {"id": record["id"]}
 
 
@@ -65,7 +73,10 @@ class RoleAssignmentsStream(V1Stream):
     # One state entry for the stream, not one per role.
     state_partitioning_keys: t.ClassVar[tuple[str, ...]] = ()
 
-    def post_process(self, row: dict, context: Context | None = None) -> dict | None:
+    @override
+    def post_process(
+        self, row: dict[str, t.Any], context: Context | None = None
+    ) -> dict[str, t.Any] | None:
         if row.get("role_id") is None:
             row["role_id"] = (context or {}).get("id")
         return super().post_process(row, context)
@@ -76,7 +87,10 @@ class PermissionSetsStream(V1Stream):
     path = "/permissionSets"
     paged = False
 
-    def get_child_context(self, record: dict, context: Context | None) -> Context | None:
+    @override
+    def get_child_context(
+        self, record: dict[str, t.Any], context: Context | None
+    ) -> Context | None:
         return {"id": record["id"]}
 
 
@@ -89,10 +103,14 @@ class PermissionSetAssignmentsStream(V1Stream):
     primary_keys = ("permission_set_id", "user_id")
     state_partitioning_keys: t.ClassVar[tuple[str, ...]] = ()
 
+    @override
     def paginator_type(self) -> PaginatorFactory:
         return UntilEmptyOffsetPaginator
 
-    def post_process(self, row: dict, context: Context | None = None) -> dict | None:
+    @override
+    def post_process(
+        self, row: dict[str, t.Any], context: Context | None = None
+    ) -> dict[str, t.Any] | None:
         if row.get("permission_set_id") is None:
             row["permission_set_id"] = (context or {}).get("id")
         return super().post_process(row, context)
@@ -103,7 +121,10 @@ class WebhooksStream(V1Stream):
     path = "/webhooks"
     paged = False
 
-    def post_process(self, row: dict, context: Context | None = None) -> dict | None:
+    @override
+    def post_process(
+        self, row: dict[str, t.Any], context: Context | None = None
+    ) -> dict[str, t.Any] | None:
         # The basic-auth password Pipedrive sends with each webhook is a secret of the
         # account: it never leaves the tap, whatever the catalog says.
         row.pop("http_auth_password", None)

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import typing as t
 
+from typing_extensions import override
+
 from tap_pipedrive.streams.base import (
     ArchivableMixin,
     IncrementalV2Stream,
@@ -112,7 +114,8 @@ class UsersStream(V1Stream):
     paged = False
     path = "/users"
 
-    def request_records(self, context: Context | None) -> t.Iterable[dict]:
+    @override
+    def request_records(self, context: Context | None) -> t.Iterable[dict[str, t.Any]]:
         # Counted as the rows pass: the budget estimate needs no read of its own.
         seats = 0
         for row in super().request_records(context):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import typing as t
 
 from singer_sdk import typing as th
+from typing_extensions import override
 
 from tap_pipedrive.custom_fields.layout import layout_for
 from tap_pipedrive.custom_fields.naming import CONTAINER
@@ -65,7 +66,8 @@ class CustomFieldsStream(PipedriveStream):
         ),
     ).to_dict()
 
-    def get_records(self, context: Context | None) -> t.Iterable[dict]:
+    @override
+    def get_records(self, context: Context | None) -> t.Iterable[dict[str, t.Any]]:
         for stream in self._tap.streams.values():
             entity = getattr(stream, "custom_fields_entity", None)
             if entity is None:

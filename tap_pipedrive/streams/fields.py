@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import typing as t
 
+from typing_extensions import override
+
 from tap_pipedrive.custom_fields.definitions import (
     FIELD_SOURCES,
     FieldDefinitionsRefused,
@@ -37,6 +39,7 @@ class FieldsStream(PipedriveStream):
 
     field_source: t.ClassVar[FieldSource]
 
+    @override
     def __init_subclass__(cls, **kwargs: t.Any) -> None:
         super().__init_subclass__(**kwargs)
         source = cls.__dict__.get("field_source")
@@ -49,7 +52,8 @@ class FieldsStream(PipedriveStream):
         cls.paged = source.paged
         cls.include_fields = source.include_fields
 
-    def get_records(self, context: Context | None) -> t.Iterable[dict]:
+    @override
+    def get_records(self, context: Context | None) -> t.Iterable[dict[str, t.Any]]:
         catalog: FieldCatalog | None = getattr(self._tap, "custom_field_catalog", None)
         entity = self.field_source.entity
         # A field set read from its fallback endpoint has items of the other API version's
@@ -64,7 +68,10 @@ class FieldsStream(PipedriveStream):
 class V2FieldsStream(FieldsStream):
     primary_keys = ("field_code",)
 
-    def post_process(self, row: dict, context: Context | None = None) -> dict | None:
+    @override
+    def post_process(
+        self, row: dict[str, t.Any], context: Context | None = None
+    ) -> dict[str, t.Any] | None:
         options = row.get("options")
         if isinstance(options, list):
             row["options"] = [_option(option) for option in options]
@@ -142,7 +149,7 @@ FIELD_STREAMS: tuple[type[FieldsStream], ...] = (
 # --- the catalogue's reader -------------------------------------------------------------------
 
 
-def read_field_definitions(run: Run, source: FieldSource, page_size: int) -> list[dict]:
+def read_field_definitions(run: Run, source: FieldSource, page_size: int) -> list[dict[str, t.Any]]:
     """Every item of one ``*Fields`` endpoint, all pages, through the run's client.
 
     The catalogue's reader. A refusal (402/403) is an error here, not a skipped stream:
@@ -161,7 +168,7 @@ def read_field_definitions(run: Run, source: FieldSource, page_size: int) -> lis
         params=tuple(params.items()),
         paginator=paginator,
     )
-    rows: list[dict] = []
+    rows: list[dict[str, t.Any]] = []
     try:
         for page in client.pages(spec):
             rows.extend(page.rows())

@@ -10,6 +10,8 @@ from __future__ import annotations
 import typing as t
 from functools import cached_property
 
+from typing_extensions import override
+
 from tap_pipedrive.streams.base import PipedriveStream, V1Stream
 from tap_pipedrive.streams.bases import (
     ChangedParentsStream,
@@ -86,7 +88,10 @@ class OrganizationRelationshipsStream(ChangedParentsStream, V1Stream):
     def _emitted_ids(self) -> set[t.Any]:
         return set()
 
-    def post_process(self, row: dict, context: Context | None = None) -> dict | None:
+    @override
+    def post_process(
+        self, row: dict[str, t.Any], context: Context | None = None
+    ) -> dict[str, t.Any] | None:
         # Each relationship once per run, although both of its organizations list it.
         if row.get("id") in self._emitted_ids:
             return None

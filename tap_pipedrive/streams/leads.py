@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import typing as t
 
+from typing_extensions import override
+
 from tap_pipedrive.streams.base import ArchivableMixin, PipedriveStream, V1Stream
 from tap_pipedrive.streams.bases import NewestFirstStream
 
@@ -26,6 +28,7 @@ class LeadsStream(ArchivableMixin, NewestFirstStream, V1Stream):
     updated_since_param = "updated_since"
     sort_params: t.ClassVar[dict[str, str]] = {"sort": "update_time ASC"}
 
+    @override
     def reads_newest_first(self, context: Context | None) -> bool:
         return bool(context and context.get("is_archived"))
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import typing as t
 
+from typing_extensions import override
+
 from tap_pipedrive.http.paging import PaginatorFactory, UntilEmptyOffsetPaginator
 from tap_pipedrive.streams.base import PipedriveStream, V1Stream
 from tap_pipedrive.streams.bases import (
@@ -36,19 +38,25 @@ class MailThreadsStream(V1Stream):
     # One state entry for the stream, not one per folder (there are no bookmarks).
     state_partitioning_keys: t.ClassVar[tuple[str, ...]] = ()
 
+    @override
     @property
-    def partitions(self) -> list[dict] | None:
+    def partitions(self) -> list[dict[str, t.Any]] | None:
         return [{"folder": folder} for folder in MAIL_FOLDERS]
 
+    @override
     def paginator_type(self) -> PaginatorFactory:
         return UntilEmptyOffsetPaginator
 
+    @override
     def get_url_params(self, context: Context | None, next_page_token: t.Any) -> dict[str, t.Any]:
         params = super().get_url_params(context, next_page_token)
         params["folder"] = (context or {})["folder"]
         return params
 
-    def post_process(self, row: dict, context: Context | None = None) -> dict | None:
+    @override
+    def post_process(
+        self, row: dict[str, t.Any], context: Context | None = None
+    ) -> dict[str, t.Any] | None:
         row["folder"] = (context or {}).get("folder")
         return super().post_process(row, context)
 
@@ -75,6 +83,7 @@ class MailMessagesStream(ChangedParentsStream, V1Stream):
         for folder in MAIL_FOLDERS
     )
 
+    @override
     @classmethod
     def enabled(cls, config: t.Mapping[str, t.Any]) -> bool:
         return bool(config.get("include_mail_messages"))

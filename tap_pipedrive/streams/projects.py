@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import typing as t
 
+from typing_extensions import override
+
 from tap_pipedrive.streams.base import ArchivableMixin, PipedriveStream
 
 if t.TYPE_CHECKING:
@@ -36,7 +38,10 @@ class BoardsStream(PipedriveStream):
     path = "/boards"
     paged = False
 
-    def get_child_context(self, record: dict, context: Context | None) -> Context | None:
+    @override
+    def get_child_context(
+        self, record: dict[str, t.Any], context: Context | None
+    ) -> Context | None:
         return {"board_id": record["id"]}
 
 
@@ -49,6 +54,7 @@ class PhasesStream(PipedriveStream):
     parent_stream_type = BoardsStream
     state_partitioning_keys: t.ClassVar[tuple[str, ...]] = ()
 
+    @override
     def get_url_params(self, context: Context | None, next_page_token: t.Any) -> dict[str, t.Any]:
         params = super().get_url_params(context, next_page_token)
         params["board_id"] = (context or {})["board_id"]
