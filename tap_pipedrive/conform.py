@@ -22,8 +22,8 @@ from __future__ import annotations
 import logging
 import typing as t
 
-from singer_sdk.helpers._typing import (
-    _is_exclusive_boolean_type,
+from tap_pipedrive.sdk_private import (
+    is_exclusive_boolean_type,
     is_object_type,
     is_uniform_list,
 )
@@ -45,13 +45,13 @@ class Conformer:
         self._object_lists: list[tuple[str, Conformer]] = []
         for name, prop in properties.items():
             where = f"{path}{name}"
-            if _is_exclusive_boolean_type(prop):
+            if is_exclusive_boolean_type(prop):
                 self._booleans.append(name)
             elif is_uniform_list(prop):
                 items = prop.get("items") or {}
                 if is_object_type(items) and "properties" in items:
                     self._object_lists.append((name, Conformer(items, logger, f"{where}.")))
-                elif _is_exclusive_boolean_type(items):
+                elif is_exclusive_boolean_type(items):
                     self._boolean_lists.append(name)
             elif is_object_type(prop) and "properties" in prop:
                 self._objects.append((name, Conformer(prop, logger, f"{where}.")))

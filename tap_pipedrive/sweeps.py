@@ -32,6 +32,8 @@ from __future__ import annotations
 import typing as t
 from datetime import datetime, timedelta, timezone
 
+from tap_pipedrive.sdk_private import activate_version, set_stream_version, stream_version
+
 if t.TYPE_CHECKING:
     import logging
     from collections.abc import Iterable
@@ -114,24 +116,24 @@ def plan_full_reads(
             # The SDK stamps RECORD messages with ``_stream_version`` (private; the public
             # ``emit_activate_version_messages`` activates before the read, which would
             # retire every row of a read that then fails).
-            stream._stream_version = version
+            set_stream_version(stream, version)
             setattr(stream, CLOSES_FULL_READ, True)
             continue
         state = stream.stream_state
         resumed = state.get(SWEEP_VERSION)
         last = _parse(state.get(SWEPT_AT))
         if isinstance(resumed, int):
-            stream._stream_version = resumed
+            set_stream_version(stream, resumed)
             sweeping.append(f"{stream.name} (resumed)")
         elif force or last is None or now - last >= interval:
             _forget_bookmarks(state)
             state[SWEEP_VERSION] = version
-            stream._stream_version = version
+            set_stream_version(stream, version)
             sweeping.append(stream.name)
         else:
             # Between sweeps: the rows carry the last sweep's version.
             previous = state.get(SWEPT_VERSION)
-            stream._stream_version = previous if isinstance(previous, int) else None
+            set_stream_version(stream, previous if isinstance(previous, int) else None)
             continue
         setattr(stream, CLOSES_FULL_READ, True)
     if sweeping:
@@ -146,15 +148,14 @@ def _forget_bookmarks(state: dict[str, t.Any]) -> None:
 
 def close_full_read(stream: Stream, *, refused: bool) -> None:
     """After a stream's complete read: activate its version, so the target retires the rest."""
-    version = stream._stream_version
+    version = stream_version(stream)
     if version is None or not stream.selected or not getattr(stream, CLOSES_FULL_READ, False):
         return
     if refused:
         # Nothing was read: activating would retire every row. An unfinished sweep stays
         # due (its version is kept) and resumes on the next run.
         return
-    # The SDK's writer of ACTIVATE_VERSION (private): it honours stream maps and aliases.
-    stream._write_activate_version_message(version)
+    activate_version(stream, version)
     if _is_incremental(stream):
         state = stream.stream_state
         state.pop(SWEEP_VERSION, None)

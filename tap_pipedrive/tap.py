@@ -16,13 +16,7 @@ from pathlib import Path
 import click
 from singer_sdk import RESTStream, Tap
 from singer_sdk import typing as th
-
-# Private SDK surface, both for --config=ENV (see TapPipedrive._env_var_config): the
-# SDK's own parser of one setting's variable, and the decorator the SDK declares the
-# overridden property with.
-from singer_sdk.configuration._dict_config import parse_environment_config
 from singer_sdk.exceptions import ConfigValidationError, InvalidStreamSortException
-from singer_sdk.helpers._classproperty import classproperty
 from singer_sdk.plugin_base import SingerCommand
 from typing_extensions import override
 
@@ -55,6 +49,7 @@ from tap_pipedrive.output import SingerOutput
 from tap_pipedrive.progress import DEFAULT_PROGRESS_INTERVAL, Progress
 from tap_pipedrive.redact import SecretRedactor
 from tap_pipedrive.run import Run
+from tap_pipedrive.sdk_private import classproperty, env_var_prefix, parse_environment_config
 from tap_pipedrive.streams import STREAM_TYPES
 from tap_pipedrive.streams.base import MAX_PAGE_SIZE, PipedriveStream
 from tap_pipedrive.streams.bases import (
@@ -460,7 +455,7 @@ class TapPipedrive(Tap):
         """
         schema = cls.config_jsonschema
         cls.append_builtin_config(schema)
-        prefix = cls._env_var_prefix
+        prefix = env_var_prefix(cls)
         config: dict[str, t.Any] = {}
         problems = []
         for key, prop in schema.get("properties", {}).items():

@@ -28,6 +28,7 @@ from tap_pipedrive.custom_fields.naming import (
 )
 from tap_pipedrive.custom_fields.schema import LOCATIONS, merged_schema, property_schema
 from tap_pipedrive.errors import ConfigError
+from tap_pipedrive.sdk_private import input_schema, tap_of
 
 if t.TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -232,6 +233,12 @@ class CustomFieldSchema(StreamSchema):
         return layout_for(stream, static).schema
 
 
+class _FieldCatalogOwner(t.Protocol):
+    """The tap, as the layouts see it: the owner of the run's field catalogue."""
+
+    custom_field_catalog: FieldCatalog
+
+
 def layout_for(stream: Stream, static_schema: dict[str, t.Any] | None = None) -> CustomFieldLayout:
     """The stream's custom field layout, built once per stream instance."""
     layout = stream.__dict__.get(_LAYOUT_ATTRIBUTE)
@@ -246,10 +253,9 @@ def layout_for(stream: Stream, static_schema: dict[str, t.Any] | None = None) ->
             return t.cast("CustomFieldLayout", layout)
         static_schema = schema
     entity = t.cast("str", _field_set(stream))
-    catalog: FieldCatalog = stream._tap.custom_field_catalog  # type: ignore[attr-defined]
-    # The stream's entry in the catalog a sync was given (SDK-private; public only as
-    # ``effective_schema``, which falls back to the schema being built here).
-    catalog_schema = stream._input_schema
+    catalog = t.cast("_FieldCatalogOwner", tap_of(stream)).custom_field_catalog
+    # The stream's entry in the catalog a sync was given (see sdk_private.input_schema).
+    catalog_schema = input_schema(stream)
     layout = CustomFieldLayout(
         stream_name=stream.name,
         static_schema=static_schema,

@@ -12,8 +12,6 @@ import typing as t
 from functools import cached_property
 
 from singer_sdk import RESTStream, SchemaDirectory, metrics
-from singer_sdk.helpers._catalog import pop_deselected_record_properties
-from singer_sdk.helpers._util import utc_now
 from singer_sdk.singerlib import RecordMessage
 from singer_sdk.streams.rest import PageContext
 from typing_extensions import override
@@ -37,6 +35,12 @@ from tap_pipedrive.normalize import (
     format_timestamp,
 )
 from tap_pipedrive.run import Run, RunOwner
+from tap_pipedrive.sdk_private import (
+    pop_deselected_record_properties,
+    stream_version,
+    tap_of,
+    utc_now,
+)
 from tap_pipedrive.streams.bookmarks import (
     Bookmarks,
     context_key,
@@ -103,9 +107,7 @@ class PipedriveStream(RESTStream[int | str]):
     @property
     def run(self) -> Run:
         """The run's shared services (client, fetch-ahead, progress), owned by the tap."""
-        # The SDK keeps the tap a stream belongs to as ``_tap`` and offers no public
-        # accessor; this is the one place a stream reaches it.
-        tap = self._tap
+        tap = tap_of(self)
         assert isinstance(tap, RunOwner)
         return tap.run
 
@@ -330,7 +332,7 @@ class PipedriveStream(RESTStream[int | str]):
         if self._has_deselected_properties:
             pop_deselected_record_properties(record, self.schema, self.mask)
         record = self._conformer(record)
-        version = self._stream_version
+        version = stream_version(self)
         if version is not None and record.get(DELETED_AT) is not None:
             # A row Pipedrive lists as deleted: older than any read, so the next
             # activation retires it (hard_delete removes it).
@@ -384,7 +386,7 @@ class PipedriveStream(RESTStream[int | str]):
             if stream.refused:
                 return True
             parent = stream.parent_stream_type
-            stream = self._tap.streams.get(parent.name) if parent else None
+            stream = tap_of(self).streams.get(parent.name) if parent else None
         return False
 
     @override

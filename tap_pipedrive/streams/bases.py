@@ -26,6 +26,7 @@ from tap_pipedrive.errors import StreamUnavailable
 from tap_pipedrive.http.client import RequestSpec
 from tap_pipedrive.http.paging import CursorPaginator, OffsetPaginator, PaginatorFactory
 from tap_pipedrive.normalize import format_timestamp, to_rfc3339
+from tap_pipedrive.sdk_private import tap_of
 from tap_pipedrive.streams.base import PipedriveStream, V1Stream
 from tap_pipedrive.streams.bookmarks import (
     EARLIEST,
@@ -163,7 +164,7 @@ def _earliest_start(
 ) -> datetime | None:
     """The earliest bookmark among the selected child streams reading ``source``."""
     earliest = start
-    for stream in child._tap.streams.values():
+    for stream in tap_of(child).streams.values():
         if stream is child or not isinstance(stream, ChangedParentsStream):
             continue
         if source not in stream.parent_sources or not stream.selected or stream.refused:

@@ -22,10 +22,13 @@ import typing as t
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
-from singer_sdk.helpers._state import get_state_if_exists
-from singer_sdk.helpers._typing import to_json_compatible
-
 from tap_pipedrive.normalize import to_rfc3339
+from tap_pipedrive.sdk_private import (
+    get_state_if_exists,
+    state_partition,
+    to_json_compatible,
+    write_state,
+)
 
 if t.TYPE_CHECKING:
     from collections.abc import Iterable, Iterator, Sequence
@@ -67,10 +70,9 @@ def future_starting_value(stream: Stream, context: Context | None) -> t.Any:
     """
     if not stream.replication_key or stream.replication_method == "FULL_TABLE":
         return None
-    # Private SDK surface: the state partition of a context and the read-only state
-    # lookup, the SDK's own, so the plan finds exactly the entry the sync will use
-    # without creating it (get_context_state would).
-    partition = stream._get_state_partition_context(context)
+    # The SDK's own partition key and read-only lookup: the plan finds exactly the entry
+    # the sync will use, without creating it (get_context_state would).
+    partition = state_partition(stream, context)
     state = get_state_if_exists(stream.tap_state, stream.name, partition) or {}
     value = None
     bookmark = state.get("replication_key_value")
@@ -165,9 +167,7 @@ class Bookmarks:
         state["replication_key_value"] = last.time_text
         state["boundary_parents"] = {"update_time": last.time_text, "ids": ids}
         stream.state_manager.is_flushed = False
-        # Private SDK method, and the only way to emit a stream's STATE at a moment of the
-        # tap's choosing (after a chunk of parents, not after a page).
-        stream._write_state_message()
+        write_state(stream)
         self._done_at = last.update_time, ids
 
     # --- newest first ---------------------------------------------------------------------

@@ -122,7 +122,7 @@ class UsersStream(V1Stream):
             seats += row.get("active_flag") is True
             yield row
         # Refused (no access to users): one seat, the smallest budget the plan allows.
-        self._tap.budget.set_seats(seats if not self.refused else 0)  # type: ignore[attr-defined]
+        self.run.budget.set_seats(seats if not self.refused else 0)
 
 
 class CurrenciesStream(V1Stream):

@@ -14,6 +14,7 @@ from typing_extensions import override
 
 from tap_pipedrive.custom_fields.layout import layout_for
 from tap_pipedrive.custom_fields.naming import CONTAINER
+from tap_pipedrive.sdk_private import tap_of
 from tap_pipedrive.streams.base import PipedriveStream
 
 if t.TYPE_CHECKING:
@@ -68,7 +69,7 @@ class CustomFieldsStream(PipedriveStream):
 
     @override
     def get_records(self, context: Context | None) -> t.Iterable[dict[str, t.Any]]:
-        for stream in self._tap.streams.values():
+        for stream in tap_of(self).streams.values():
             entity = getattr(stream, "custom_fields_entity", None)
             if entity is None:
                 continue

@@ -25,6 +25,7 @@ from tap_pipedrive.http.paging import (
     PaginatorFactory,
     SinglePagePaginator,
 )
+from tap_pipedrive.sdk_private import tap_of
 from tap_pipedrive.streams.base import PipedriveStream, V1Stream
 
 if t.TYPE_CHECKING:
@@ -54,7 +55,7 @@ class FieldsStream(PipedriveStream):
 
     @override
     def get_records(self, context: Context | None) -> t.Iterable[dict[str, t.Any]]:
-        catalog: FieldCatalog | None = getattr(self._tap, "custom_field_catalog", None)
+        catalog: FieldCatalog | None = getattr(tap_of(self), "custom_field_catalog", None)
         entity = self.field_source.entity
         # A field set read from its fallback endpoint has items of the other API version's
         # shape: this stream then asks its own endpoint (and is skipped if that is refused).
