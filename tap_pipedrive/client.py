@@ -26,7 +26,7 @@ from singer_sdk.pagination import BaseAPIPaginator
 from singer_sdk.singerlib import RecordMessage
 
 from tap_pipedrive import schemas
-from tap_pipedrive.auth import PipedriveOAuthAuthenticator
+from tap_pipedrive.auth.authenticator import PipedriveOAuthAuthenticator
 from tap_pipedrive.budget import STATE_KEY, BudgetReached, endpoint_cost, request_cost
 from tap_pipedrive.conform import Conformer
 from tap_pipedrive.custom_fields import CONTAINER, CustomFieldSchema, layout_for

@@ -25,20 +25,15 @@ from singer_sdk.exceptions import ConfigValidationError, InvalidStreamSortExcept
 from singer_sdk.helpers._classproperty import classproperty
 from singer_sdk.plugin_base import SingerCommand
 
-from tap_pipedrive import oauth_cli
-from tap_pipedrive.auth import (
-    DEFAULT_OAUTH_MODE,
-    DEFAULT_OAUTH_URL,
-    OAUTH_MODES,
-    PipedriveOAuthAuthenticator,
-    build_authenticator,
-    resolve_auth_mode,
-)
+from tap_pipedrive.auth import cli as auth_cli
+from tap_pipedrive.auth.authenticator import PipedriveOAuthAuthenticator
+from tap_pipedrive.auth.login import DEFAULT_REDIRECT_URI
+from tap_pipedrive.auth.modes import DEFAULT_OAUTH_MODE, OAUTH_MODES, resolve_auth_mode
+from tap_pipedrive.auth.tokens import DEFAULT_OAUTH_URL
 from tap_pipedrive.budget import DEFAULT_MAX_BUDGET_SHARE, Budget, BudgetReached
 from tap_pipedrive.custom_fields import LOCATIONS, NAMING_MODES, FieldCatalog
 from tap_pipedrive.errors import ConfigError, PipedriveError
 from tap_pipedrive.estimate import estimate as estimate_cost
-from tap_pipedrive.login import DEFAULT_REDIRECT_URI
 from tap_pipedrive.output import SingerOutput
 from tap_pipedrive.prefetch import (
     DEFAULT_MAX_PARALLEL_PARENTS,
@@ -398,7 +393,7 @@ class PipedriveCommand(SingerCommand):
             sys.exit(1)
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
-        oauth_cli.note_requested_action(ctx, args)
+        auth_cli.note_requested_action(ctx, args)
         return super().parse_args(ctx, args)
 
 
@@ -599,8 +594,8 @@ class TapPipedrive(Tap):
 
     @cached_property
     def authenticator(self) -> t.Any:
-        """The one authenticator all streams share."""
-        return build_authenticator(self.config)
+        """The one authenticator all streams share (after a login, if the config asks for one)."""
+        return auth_cli.authenticator_for_run(self.config)
 
     @cached_property
     def api_root(self) -> str:
@@ -631,7 +626,7 @@ class TapPipedrive(Tap):
             _check_config_file(path)
         # A login may name a config file it is about to create.
         try:
-            return oauth_cli.read_config_args(
+            return auth_cli.read_config_args(
                 ctx, value, lambda values: super(TapPipedrive, cls).cb_config(ctx, param, values)
             )
         except FileNotFoundError as missing:
@@ -679,8 +674,8 @@ class TapPipedrive(Tap):
         assert base.callback is not None
         return PipedriveCommand(
             name=base.name,
-            callback=oauth_cli.wrap_callback(cls, base.callback),
-            params=[*base.params, *oauth_cli.options(), ESTIMATE_OPTION],
+            callback=auth_cli.wrap_callback(cls, base.callback),
+            params=[*base.params, *auth_cli.options(), ESTIMATE_OPTION],
             help=CLI_HELP,
             context_settings=base.context_settings,
             logger=cls.logger,

@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 
 from pipedrive_sandbox.elsewhere import Elsewhere
+from tap_pipedrive.auth.login import OAuthClient
 from tap_pipedrive.errors import ConfigError, PipedriveError
-from tap_pipedrive.login import OAuthClient
 from tap_pipedrive.tap import TapPipedrive
 from tap_pipedrive.transport import MAX_BODY_BYTES, check_api_domain
 from tests.support.delivery import SDK_CONTEXT_LINE, tap_environment, write_private_json
