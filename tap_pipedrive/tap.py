@@ -20,15 +20,11 @@ from singer_sdk.exceptions import ConfigValidationError, InvalidStreamSortExcept
 from singer_sdk.plugin_base import SingerCommand
 from typing_extensions import override
 
-from tap_pipedrive import oauth_cli
-from tap_pipedrive.auth import (
-    DEFAULT_OAUTH_MODE,
-    DEFAULT_OAUTH_URL,
-    OAUTH_MODES,
-    PipedriveOAuthAuthenticator,
-    build_authenticator,
-    resolve_auth_mode,
-)
+from tap_pipedrive.auth import cli as auth_cli
+from tap_pipedrive.auth.authenticator import PipedriveOAuthAuthenticator
+from tap_pipedrive.auth.login import DEFAULT_REDIRECT_URI
+from tap_pipedrive.auth.modes import DEFAULT_OAUTH_MODE, OAUTH_MODES, resolve_auth_mode
+from tap_pipedrive.auth.tokens import DEFAULT_OAUTH_URL
 from tap_pipedrive.budget import DEFAULT_MAX_BUDGET_SHARE, Budget, BudgetReached
 from tap_pipedrive.custom_fields.definitions import FieldCatalog
 from tap_pipedrive.custom_fields.layout import prepare_discovery, prepare_sync
@@ -44,7 +40,6 @@ from tap_pipedrive.http.fetch_ahead import (
 )
 from tap_pipedrive.http.pacer import RateLimiter
 from tap_pipedrive.http.transport import check_api_domain, check_url
-from tap_pipedrive.login import DEFAULT_REDIRECT_URI
 from tap_pipedrive.output import SingerOutput
 from tap_pipedrive.progress import DEFAULT_PROGRESS_INTERVAL, Progress
 from tap_pipedrive.redact import SecretRedactor
@@ -403,7 +398,7 @@ class PipedriveCommand(SingerCommand):
 
     @override
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
-        oauth_cli.note_requested_action(ctx, args)
+        auth_cli.note_requested_action(ctx, args)
         return super().parse_args(ctx, args)
 
 
@@ -650,8 +645,8 @@ class TapPipedrive(Tap):
 
     @cached_property
     def authenticator(self) -> t.Any:
-        """The one authenticator all streams share."""
-        return build_authenticator(self.config)
+        """The one authenticator all streams share (after a login, if the config asks for one)."""
+        return auth_cli.authenticator_for_run(self.config)
 
     @cached_property
     def api_root(self) -> str:
@@ -709,7 +704,7 @@ class TapPipedrive(Tap):
             _check_config_file(path)
         # A login may name a config file it is about to create.
         try:
-            return oauth_cli.read_config_args(
+            return auth_cli.read_config_args(
                 ctx, value, lambda values: super(TapPipedrive, cls).cb_config(ctx, param, values)
             )
         except FileNotFoundError as missing:
@@ -759,8 +754,8 @@ class TapPipedrive(Tap):
         assert base.callback is not None
         return PipedriveCommand(
             name=base.name,
-            callback=oauth_cli.wrap_callback(cls, base.callback),
-            params=[*base.params, *oauth_cli.options(), ESTIMATE_OPTION],
+            callback=auth_cli.wrap_callback(cls, base.callback),
+            params=[*base.params, *auth_cli.options(), ESTIMATE_OPTION],
             help=CLI_HELP,
             context_settings=base.context_settings,
             logger=cls.logger,

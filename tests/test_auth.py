@@ -6,7 +6,9 @@ import time
 
 import pytest
 
-from tap_pipedrive.auth import PipedriveOAuthAuthenticator, TokenSet, resolve_auth_mode
+from tap_pipedrive.auth.authenticator import PipedriveOAuthAuthenticator
+from tap_pipedrive.auth.modes import resolve_auth_mode
+from tap_pipedrive.auth.tokens import TokenSet
 from tap_pipedrive.errors import ConfigError, ReauthorizationRequired
 from tap_pipedrive.tap import TapPipedrive
 from tests.tap_runner import run_cli, run_tap

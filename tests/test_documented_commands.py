@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pytest
 
-from tap_pipedrive.token_store import default_store_path
+from tap_pipedrive.auth.store import default_store_path
 from tests.support.docs import (
     DOCUMENTS,
     CommandRunner,

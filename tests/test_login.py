@@ -13,8 +13,8 @@ import urllib.parse
 
 import pytest
 
-from tap_pipedrive.login import OAuthClient, new_state
-from tap_pipedrive.token_store import refresh_token_fingerprint, store_path_from_config
+from tap_pipedrive.auth.login import OAuthClient, new_state
+from tap_pipedrive.auth.store import refresh_token_fingerprint, store_path_from_config
 from tests.support.oauth import (
     REPO_ROOT,
     code_calls,

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from tap_pipedrive.token_store import store_path_from_config
+from tap_pipedrive.auth.store import store_path_from_config
 from tests.support.oauth import (
     REPO_ROOT,
     code_calls,

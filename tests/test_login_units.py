@@ -14,9 +14,9 @@ import urllib.parse
 import pytest
 from click.testing import CliRunner
 
-from tap_pipedrive import login
-from tap_pipedrive.errors import ConfigError
-from tap_pipedrive.login import (
+from tap_pipedrive.auth import login
+from tap_pipedrive.auth.cli import read_client_secret
+from tap_pipedrive.auth.login import (
     MAX_CALLBACK_CONNECTIONS,
     CallbackServer,
     LoginCancelled,
@@ -29,7 +29,7 @@ from tap_pipedrive.login import (
     no_browser_login,
     parse_pasted_redirect,
 )
-from tap_pipedrive.oauth_cli import read_client_secret
+from tap_pipedrive.errors import ConfigError
 from tap_pipedrive.tap import TapPipedrive
 from tests.support.oauth import (
     ScriptedBrowser,

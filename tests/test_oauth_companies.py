@@ -16,10 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from tap_pipedrive.auth import build_authenticator
+from tap_pipedrive.auth.modes import build_authenticator
+from tap_pipedrive.auth.store import refresh_token_fingerprint, store_path_from_config
 from tap_pipedrive.errors import ConfigError
 from tap_pipedrive.tap import TapPipedrive
-from tap_pipedrive.token_store import refresh_token_fingerprint, store_path_from_config
 from tests.support.oauth import (
     REPO_ROOT,
     ScriptedBrowser,

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tap_pipedrive.token_store import default_store_path
+from tap_pipedrive.auth.store import default_store_path
 from tests.support.docs import CommandRunner, browser_stand_in, fenced_commands, without_comment
 from tests.support.meltano import REPO_ROOT, MeltanoProject
 from tests.support.oauth import SecretLedger, free_port, stored_entry, written_secrets

@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 
-from tap_pipedrive.token_store import refresh_token_fingerprint, store_path_from_config
+from tap_pipedrive.auth.store import refresh_token_fingerprint, store_path_from_config
 from tests.support.oauth import (
     REPO_ROOT,
     catalog_for,

@@ -14,7 +14,7 @@ import uuid
 
 import pytest
 
-from tap_pipedrive.token_store import default_store_path, refresh_token_fingerprint
+from tap_pipedrive.auth.store import default_store_path, refresh_token_fingerprint
 from tests.support.meltano import REPO_ROOT
 from tests.support.oauth import (
     SecretLedger,

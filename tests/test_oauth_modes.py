@@ -8,10 +8,11 @@ import webbrowser
 
 import pytest
 
-from tap_pipedrive.auth import PipedriveOAuthAuthenticator, build_authenticator
+from tap_pipedrive.auth.authenticator import PipedriveOAuthAuthenticator
+from tap_pipedrive.auth.modes import LoginRequired, build_authenticator
+from tap_pipedrive.auth.store import refresh_token_fingerprint, store_path_from_config
 from tap_pipedrive.errors import ConfigError
 from tap_pipedrive.tap import TapPipedrive
-from tap_pipedrive.token_store import refresh_token_fingerprint, store_path_from_config
 from tests.support.oauth import (
     ScriptedBrowser,
     catalog_for,
@@ -210,6 +211,35 @@ def test_get_and_refresh_logs_in_when_nothing_is_stored_then_reuses(
     # Singer messages own stdout: the login spoke only through the log (stderr).
     assert all(line.startswith("{") for line in out.out.splitlines() if line.strip())
     secret_ledger.assert_absent(json.dumps(first), json.dumps(second), out.out, out.err)
+
+
+def test_building_the_authenticator_never_starts_a_login(sandbox, monkeypatch):
+    """get_and_refresh with nothing stored: the builder only says that a login is needed.
+
+    Running it is the command layer's decision (auth.cli.authenticator_for_run, which
+    the sync above goes through).
+    """
+    opened = []
+
+    def browser(url, *args, **kwargs):
+        opened.append(url)
+        raise KeyboardInterrupt  # ends a login at once, should one start
+
+    monkeypatch.setattr(webbrowser, "open", browser)
+    config = {
+        "client_id": sandbox.client_id,
+        "client_secret": sandbox.client_secret,
+        "oauth_url": sandbox.url,
+        "oauth_mode": "get_and_refresh",
+        "redirect_uri": f"http://localhost:{free_port()}/callback",
+    }
+    with pytest.raises(LoginRequired, match="get_and_refresh needs a login first") as raised:
+        build_authenticator(config)
+    # Uncaught, it is one clear line like any other config problem.
+    assert isinstance(raised.value, ConfigError)
+    assert raised.value.store.path == store_path_from_config(config)
+    assert opened == []
+    assert code_calls(sandbox) == []
 
 
 def test_authenticator_in_refresh_mode_uses_the_real_store(config):

@@ -13,9 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from tap_pipedrive.auth import TokenSet, store_is_newer
-from tap_pipedrive.errors import ConfigError
-from tap_pipedrive.token_store import (
+from tap_pipedrive.auth.authenticator import store_is_newer
+from tap_pipedrive.auth.store import (
     FileTokenStore,
     TokenStoreError,
     atomic_write_json,
@@ -23,6 +22,8 @@ from tap_pipedrive.token_store import (
     refresh_token_fingerprint,
     store_path_from_config,
 )
+from tap_pipedrive.auth.tokens import TokenSet
+from tap_pipedrive.errors import ConfigError
 
 
 def mode(path: Path) -> int:
@@ -184,7 +185,7 @@ def test_readers_never_see_a_partial_file(tmp_path):
 LOCK_HOLDER = textwrap.dedent(
     """
     import sys, time
-    from tap_pipedrive.token_store import FileTokenStore
+    from tap_pipedrive.auth.store import FileTokenStore
     store = FileTokenStore(sys.argv[1], client_id="client-a")
     with store.locked():
         print("locked", flush=True)

@@ -19,9 +19,9 @@ from pathlib import Path
 
 import pytest
 
-from tap_pipedrive.auth import TokenSet
+from tap_pipedrive.auth.store import FileTokenStore, TokenStoreError
+from tap_pipedrive.auth.tokens import TokenSet
 from tap_pipedrive.tap import TapPipedrive
-from tap_pipedrive.token_store import FileTokenStore, TokenStoreError
 from tests.support.oauth import catalog_for, sync
 
 OTHER_UID = 54321

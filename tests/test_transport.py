@@ -19,9 +19,9 @@ from pathlib import Path
 import pytest
 
 from pipedrive_sandbox.elsewhere import Elsewhere
+from tap_pipedrive.auth.login import OAuthClient
 from tap_pipedrive.errors import ConfigError, PipedriveError
 from tap_pipedrive.http.transport import MAX_BODY_BYTES, check_api_domain
-from tap_pipedrive.login import OAuthClient
 from tap_pipedrive.tap import TapPipedrive
 from tests.support.delivery import SDK_CONTEXT_LINE, tap_environment, write_private_json
 from tests.tap_runner import parse_messages, select_only, sync_capturing

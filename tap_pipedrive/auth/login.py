@@ -18,6 +18,7 @@ import dataclasses
 import errno
 import html
 import http.server
+import json
 import logging
 import re
 import secrets
@@ -33,16 +34,14 @@ from datetime import datetime, timezone
 from pathlib import Path
 from urllib.parse import parse_qs, urlencode, urlsplit
 
-from tap_pipedrive.auth import (
-    DEFAULT_OAUTH_URL,
-    TokenSet,
-    request_tokens,
-)
+from typing_extensions import override
+
+from tap_pipedrive.auth.company import same_company
+from tap_pipedrive.auth.store import FileTokenStore, TokenStoreError, atomic_write_json
+from tap_pipedrive.auth.tokens import DEFAULT_OAUTH_URL, TokenSet, TokenStore, request_tokens
 from tap_pipedrive.errors import ConfigError, PipedriveError, ReauthorizationRequired
 from tap_pipedrive.http.transport import check_url
-from tap_pipedrive.identity import same_company
 from tap_pipedrive.redact import SecretRedactor
-from tap_pipedrive.token_store import FileTokenStore, TokenStoreError, atomic_write_json
 
 if t.TYPE_CHECKING:
     from collections.abc import Callable
@@ -295,6 +294,7 @@ class _CallbackHandler(http.server.BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
+    @override
     def log_message(self, format: str, *args: t.Any) -> None:
         # The request line carries the authorization code: never log it.
         return
@@ -635,8 +635,6 @@ def token_settings(tokens: TokenSet) -> dict[str, t.Any]:
 
 def merge_into_config_file(path: Path, values: Mapping[str, t.Any]) -> Path:
     """Add ``values`` to a JSON config file, keeping its other keys (atomic, 0600)."""
-    import json  # local: only logins write config files
-
     existing: dict[str, t.Any] = {}
     if path.exists():
         try:
@@ -686,7 +684,7 @@ def superseded_by_login(config: Mapping[str, t.Any], tokens: TokenSet) -> list[s
     return [config.get("refresh_token")]
 
 
-def login_for_run(config: Mapping[str, t.Any], store: t.Any) -> TokenSet:
+def login_for_run(config: Mapping[str, t.Any], store: TokenStore) -> TokenSet:
     """oauth_mode get_and_refresh: authorize in the browser in the middle of a run.
 
     stdout carries Singer messages here, so every word for the user goes to the log.

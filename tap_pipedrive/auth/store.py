@@ -14,7 +14,7 @@ endpoint (``oauth_url``), one client id and one company (the ``api_domain`` the
 token endpoint answered with), and a config only ever sees the entries of its own
 token endpoint and client id. Which entry a config continues, and whether it wins
 over the config's own tokens, is decided by ``FileTokenStore.load`` and
-``auth.store_is_newer``; docs/oauth.md states the rules for users.
+``auth.authenticator.store_is_newer``; docs/oauth.md states the rules for users.
 
 The file, the lock file and their directory must belong to the user running the
 tap and must not be writable by anyone else: a store another user could plant,
@@ -41,10 +41,11 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import platformdirs
+from typing_extensions import override
 
-from tap_pipedrive.auth import DEFAULT_OAUTH_URL, TokenSet
+from tap_pipedrive.auth.company import same_company, url_identity
+from tap_pipedrive.auth.tokens import DEFAULT_OAUTH_URL, TokenSet
 from tap_pipedrive.errors import ConfigError, PipedriveError
-from tap_pipedrive.identity import same_company, url_identity
 
 LOGGER = logging.getLogger("tap-pipedrive")
 
@@ -214,6 +215,7 @@ class FileTokenStore:
         self._depth = 0
         self._lock_fd: int | None = None
 
+    @override
     def __repr__(self) -> str:
         return f"FileTokenStore({str(self.path)!r})"
 

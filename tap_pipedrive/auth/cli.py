@@ -1,8 +1,11 @@
-"""Command-line flags for OAuth: ``--login`` and the non-interactive JSON helpers.
+"""The top of the auth package: what the ``tap-pipedrive`` command does about auth.
 
-They sit beside the standard Singer flags (``--config``, ``--discover``, ...) on the
-one ``tap-pipedrive`` command. Human-readable text goes to stderr and the results
-to stdout; the JSON helpers print exactly one JSON object on stdout.
+- Its OAuth flags: ``--login`` and the non-interactive JSON helpers. They sit beside
+  the standard Singer flags (``--config``, ``--discover``, ...) on the one command.
+  Human-readable text goes to stderr and the results to stdout; the JSON helpers
+  print exactly one JSON object on stdout.
+- Whether a run starts with a browser login (``authenticator_for_run``): the layers
+  below only say that one is needed.
 """
 
 from __future__ import annotations
@@ -18,21 +21,23 @@ from pathlib import Path
 
 import click
 
-from tap_pipedrive.auth import PipedriveOAuthAuthenticator, build_authenticator
-from tap_pipedrive.errors import ConfigError
-from tap_pipedrive.login import (
+from tap_pipedrive.auth.authenticator import PipedriveOAuthAuthenticator
+from tap_pipedrive.auth.login import (
     DEFAULT_LOGIN_TIMEOUT_SECONDS,
     LoginResult,
     OAuthClient,
     browser_login,
     iso_timestamp,
+    login_for_run,
     new_state,
     no_browser_login,
     parse_pasted_redirect,
     save_login,
 )
+from tap_pipedrive.auth.modes import Authenticator, LoginRequired, build_authenticator
+from tap_pipedrive.auth.store import open_store
+from tap_pipedrive.errors import ConfigError
 from tap_pipedrive.redact import SecretRedactor
-from tap_pipedrive.token_store import open_store
 
 LOGGER = logging.getLogger("tap-pipedrive")
 
@@ -356,9 +361,25 @@ def _print_json(body: Mapping[str, t.Any]) -> None:
     click.echo(json.dumps(body, sort_keys=True))
 
 
+def authenticator_for_run(config: Mapping[str, t.Any]) -> Authenticator:
+    """The one authenticator of a sync or discovery run.
+
+    oauth_mode get_and_refresh with no tokens in the config or the token store is
+    interactive use: the user authorizes in the browser now (speaking only through the
+    log, since stdout carries Singer messages), then the run carries on with the
+    login's tokens, unless they are another company's than the config names.
+    """
+    try:
+        return build_authenticator(config)
+    except LoginRequired as required:
+        tokens = login_for_run(config, required.store)
+        return build_authenticator(config, store=required.store, login_tokens=tokens)
+
+
 __all__ = [
     "ACTION_FLAGS",
     "OAuthArgs",
+    "authenticator_for_run",
     "note_requested_action",
     "options",
     "read_config_args",
