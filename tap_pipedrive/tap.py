@@ -621,7 +621,7 @@ class TapPipedrive(Tap):
     def _check_config(self) -> None:
         """Fail before any request on settings that cannot work."""
         resolve_auth_mode(self.config)
-        # Where credentials may go: checked before the first request (see transport.py).
+        # Where credentials may go: checked before the first request (see http/transport.py).
         for setting in ("api_url", "oauth_url"):
             if self.config.get(setting):
                 check_url(setting, self.config[setting])

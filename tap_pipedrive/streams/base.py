@@ -90,7 +90,7 @@ class PipedriveStream(RESTStream[int | str]):
     # Whether this run reads the stream in full and closes it with ACTIVATE_VERSION.
     closes_full_read = False
     # The field set ("deal", "person", ...) whose custom fields become typed columns;
-    # declaring it is all a stream needs (see custom_fields.py).
+    # declaring it is all a stream needs (see custom_fields/).
     custom_fields_entity: t.ClassVar[str | None] = None
     # Rows at the bookmark's exact time that the previous run delivered are skipped (see
     # bookmarks.py); False where whole parents are skipped instead.
@@ -399,7 +399,7 @@ class PipedriveStream(RESTStream[int | str]):
     @cached_property
     def _timestamp_paths(self) -> TimestampPaths:
         """Properties declared as date-time or date, at any depth (custom fields convert
-        their own values, see custom_fields.py)."""
+        their own values, see custom_fields/conversion.py)."""
         return TimestampPaths(self.schema, skip=frozenset({CONTAINER}))
 
     @override
