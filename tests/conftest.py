@@ -7,6 +7,7 @@ pytest_plugins = [
     "tests.support.oauth",
     "tests.support.postgres",
     "tests.support.release",
+    "tests.support.secrets",
 ]
 
 import pytest  # noqa: E402

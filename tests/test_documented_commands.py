@@ -37,7 +37,8 @@ from tests.support.docs import (
     without_comment,
 )
 from tests.support.meltano import clean_environment
-from tests.support.oauth import catalog_for, consent, free_port, stored_entry
+from tests.support.oauth import consent, free_port, stored_entry
+from tests.support.tap_runner import catalog_for
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 WALKTHROUGH = "docs/meltano-project.md"

@@ -27,10 +27,10 @@ import pytest
 
 from pipedrive_sandbox import Sandbox
 from tap_pipedrive.tap import TapPipedrive
-from tests.support.delivery import SecretLedger
 from tests.support.meltano import MeltanoProject, sandbox_tap_environment
 from tests.support.pipeline import row_counts
 from tests.support.postgres import PostgresServer
+from tests.support.secrets import SecretLedger
 
 SCHEMA = "pipedrive"
 SAMPLE_SIZE = 8
@@ -226,7 +226,9 @@ def test_meltano_into_postgres_full_incremental_and_full_refresh(
 
     def meltano_run(*args: str) -> None:
         result = meltano.run(*args, env=env)
-        ledger.assert_absent(result.stdout + result.stderr, f"the output of meltano {args[0]}")
+        ledger.assert_absent(
+            result.stdout + result.stderr, where=f"the output of meltano {args[0]}"
+        )
         assert result.returncode == 0, result.stderr[-4000:]
 
     meltano_run("install")
@@ -339,7 +341,7 @@ def test_meltano_into_postgres_retires_deletes_merges_and_removed_children(
     running_sandbox: Sandbox,
     hard_delete: bool,
 ):
-    from tests.tap_runner import run_tap
+    from tests.support.tap_runner import run_tap
     from tests.test_deletes import _change_everything, _truth
 
     sandbox = running_sandbox

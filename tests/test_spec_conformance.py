@@ -366,7 +366,7 @@ def _spec_path(version: str, path: str) -> str | None:
 
 def test_every_request_the_tap_sends_is_in_the_spec() -> None:
     from pipedrive_sandbox import Sandbox
-    from tests.tap_runner import run_tap
+    from tests.support.tap_runner import run_tap
 
     streams = {stream.name for stream in _registered_streams()}
     with Sandbox(seed=11, scale=0.05, burst_limit=None) as sandbox:

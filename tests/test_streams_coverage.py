@@ -15,7 +15,7 @@ from pipedrive_sandbox import Sandbox
 from tap_pipedrive.streams import STREAM_TYPES
 from tap_pipedrive.streams.core import CORE_STREAMS
 from tap_pipedrive.tap import TapPipedrive
-from tests.tap_runner import run_tap
+from tests.support.tap_runner import run_tap
 
 CORE = {stream.name for stream in CORE_STREAMS} | {"custom_fields"}
 # Read instead of the changelogs when field_history is "flow" (synced on their own below).
