@@ -14,12 +14,12 @@ from typing import Any
 
 import pytest
 
-from tests.support.specs import REPO_ROOT, SPEC_DIR, SPECS_PRESENT, generator
+from tests.support.specs import REPO_ROOT, SPEC_DIR, SPECS_MISSING, SPECS_PRESENT, generator
 
 SCHEMA_DIR = REPO_ROOT / "tap_pipedrive" / "schemas"
 
 if not SPECS_PRESENT:
-    pytest.skip(f"OpenAPI specs not found in {SPEC_DIR}", allow_module_level=True)
+    pytest.skip(SPECS_MISSING, allow_module_level=True)
 
 yaml = pytest.importorskip("yaml")
 jsonschema = pytest.importorskip("jsonschema")

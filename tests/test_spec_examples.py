@@ -14,11 +14,11 @@ from typing import Any
 import pytest
 
 from tap_pipedrive.streams.bases import ChangedParentsStream, Parent
-from tests.support.specs import SPEC_DIR, SPECS_PRESENT, generator
+from tests.support.specs import SPEC_DIR, SPECS_MISSING, SPECS_PRESENT, generator
 from tests.test_records import format_violations
 
 if not SPECS_PRESENT:
-    pytest.skip(f"OpenAPI specs not found in {SPEC_DIR}", allow_module_level=True)
+    pytest.skip(SPECS_MISSING, allow_module_level=True)
 
 jsonschema = pytest.importorskip("jsonschema")
 
