@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+# secrets before oauth: oauth imports it (through delivery), and a plugin must not be imported before pytest
+# registers it (its asserts would not be rewritten).
 pytest_plugins = [
     "tests.support.meltano",
+    "tests.support.secrets",
     "tests.support.oauth",
     "tests.support.postgres",
     "tests.support.release",
-    "tests.support.secrets",
 ]
 
 import pytest  # noqa: E402

@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import html.parser
 import json
-import os
 import socket
 import subprocess
 import sys
@@ -23,6 +22,8 @@ import urllib.request
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from tests.support.delivery import tap_environment
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -159,13 +160,7 @@ def _free_on_ipv6(port: int) -> bool:
 
 def tap_env(**extra: str) -> dict[str, str]:
     """The environment for a tap subprocess: no inherited tap settings or Meltano context."""
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if not key.startswith(("TAP_PIPEDRIVE_", "MELTANO_"))
-    }
-    env.update(extra)
-    return env
+    return tap_environment(extra)
 
 
 def tap_command(*args: str) -> list[str]:
