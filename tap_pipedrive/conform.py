@@ -32,7 +32,13 @@ from singer_sdk.helpers._typing import (
 class Conformer:
     """Conforms records of one (sub)schema in place."""
 
-    def __init__(self, schema: dict, logger: logging.Logger, path: str = "") -> None:
+    def __init__(
+        self,
+        schema: dict,
+        # singer-sdk 0.55 hands streams a LoggerAdapter.
+        logger: logging.Logger | logging.LoggerAdapter[t.Any],
+        path: str = "",
+    ) -> None:
         properties: dict[str, dict] = schema.get("properties") or {}
         self._logger = logger
         self._path = path

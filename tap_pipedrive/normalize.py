@@ -13,7 +13,8 @@ _EMPTY_DATE_PREFIXES = ("0000", "0001-01-01")
 class CoercionLog:
     """Counts values that had to be coerced, warning once per field and summing up at the end."""
 
-    def __init__(self, logger: logging.Logger) -> None:
+    # singer-sdk 0.55 hands streams a LoggerAdapter.
+    def __init__(self, logger: logging.Logger | logging.LoggerAdapter[t.Any]) -> None:
         self._logger = logger
         self.counts: Counter[str] = Counter()
 
