@@ -82,8 +82,7 @@ def discover(config: dict, streams: t.Collection[str]) -> dict:
 def catalog_for(sandbox: t.Any, streams: t.Collection[str]) -> dict:
     """A catalog selecting ``streams``, discovered with the sandbox's API token.
 
-    Discovery runs before any fault is installed and makes no OAuth call, so it never
-    consumes a fault or a token meant for the sync.
+    With the API token, discovery makes no OAuth call: it uses no token meant for the sync.
     """
     return discover({"api_token": sandbox.api_token, "api_url": sandbox.url}, streams)
 
