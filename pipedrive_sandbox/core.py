@@ -7,7 +7,7 @@ import random
 import threading
 import time
 from collections.abc import Mapping
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from pipedrive_sandbox.company import CompanyPreset, Plan, plan_named
@@ -238,7 +238,7 @@ class Sandbox:
         return CLOCK_START + (time.monotonic() - self._t0) + self._clock_offset
 
     def now(self) -> datetime:
-        return datetime.fromtimestamp(max(self._clock(), self._last_stamp), tz=timezone.utc)
+        return datetime.fromtimestamp(max(self._clock(), self._last_stamp), tz=UTC)
 
     def advance_clock(self, seconds: float) -> None:
         """Move the sandbox clock forward (OAuth code and access token expiry use it)."""

@@ -7,7 +7,7 @@ import hashlib
 import random
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 # Generated data lives strictly inside this window; the sandbox clock starts after it.
 DATA_START = calendar.timegm((2023, 1, 1, 0, 0, 0))
@@ -79,7 +79,7 @@ def parse_timestamp(text: str) -> int | None:
     except ValueError:
         return None
     if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=timezone.utc)
+        parsed = parsed.replace(tzinfo=UTC)
     return int(parsed.timestamp())
 
 

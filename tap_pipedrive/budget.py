@@ -25,7 +25,7 @@ from __future__ import annotations
 import math
 import threading
 import typing as t
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 
 from tap_pipedrive.endpoints import facts_for_url
@@ -78,7 +78,7 @@ class BudgetReached(PipedriveError):
 
 
 def today() -> str:
-    return datetime.now(timezone.utc).date().isoformat()
+    return datetime.now(UTC).date().isoformat()
 
 
 class Budget:
@@ -148,7 +148,7 @@ class Budget:
             return
         if moment.tzinfo is None:
             return
-        self.day = moment.astimezone(timezone.utc).date().isoformat()
+        self.day = moment.astimezone(UTC).date().isoformat()
         self._day_from_server = True
 
     # --- what the API tells ----------------------------------------------------------------

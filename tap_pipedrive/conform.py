@@ -32,7 +32,13 @@ from tap_pipedrive.sdk_private import (
 class Conformer:
     """Conforms records of one (sub)schema in place."""
 
-    def __init__(self, schema: dict[str, t.Any], logger: logging.Logger, path: str = "") -> None:
+    def __init__(
+        self,
+        schema: dict[str, t.Any],
+        # singer-sdk 0.55 hands streams a LoggerAdapter.
+        logger: logging.Logger | logging.LoggerAdapter[t.Any],
+        path: str = "",
+    ) -> None:
         properties: dict[str, dict[str, t.Any]] = schema.get("properties") or {}
         self._logger = logger
         self._path = path

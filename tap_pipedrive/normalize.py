@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import typing as t
 from collections import Counter
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 
 _EMPTY_DATE_PREFIXES = ("0000", "0001-01-01")
 
@@ -13,7 +13,8 @@ _EMPTY_DATE_PREFIXES = ("0000", "0001-01-01")
 class CoercionLog:
     """Counts values that had to be coerced, warning once per field and summing up at the end."""
 
-    def __init__(self, logger: logging.Logger) -> None:
+    # singer-sdk 0.55 hands streams a LoggerAdapter.
+    def __init__(self, logger: logging.Logger | logging.LoggerAdapter[t.Any]) -> None:
         self._logger = logger
         self.counts: Counter[str] = Counter()
 
@@ -68,10 +69,10 @@ def to_rfc3339(value: object) -> str | None:
         return f"{value}T00:00:00Z"
     parsed = datetime.fromisoformat(value.replace("Z", "+00:00") if value.endswith("Z") else value)
     if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=timezone.utc)
+        parsed = parsed.replace(tzinfo=UTC)
     # Offsets are converted to UTC; the fraction keeps millisecond precision if it had one.
     timespec = "milliseconds" if parsed.microsecond else "seconds"
-    return parsed.astimezone(timezone.utc).isoformat(timespec=timespec).replace("+00:00", "Z")
+    return parsed.astimezone(UTC).isoformat(timespec=timespec).replace("+00:00", "Z")
 
 
 def _plausible(value: str) -> bool:
@@ -282,5 +283,5 @@ def _converted(
 def format_timestamp(moment: datetime) -> str:
     """Format a datetime for Pipedrive's ``updated_since`` (RFC 3339, UTC, seconds)."""
     if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
-    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

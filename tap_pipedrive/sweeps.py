@@ -30,7 +30,7 @@ read, so a partial read never retires rows.
 from __future__ import annotations
 
 import typing as t
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from tap_pipedrive.sdk_private import activate_version, set_stream_version, stream_version
 
@@ -68,7 +68,7 @@ def table_version(moment: datetime) -> int:
 
 
 def _version_time(version: int) -> str:
-    moment = datetime.fromtimestamp(version / 1000, tz=timezone.utc)
+    moment = datetime.fromtimestamp(version / 1000, tz=UTC)
     return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 

@@ -9,7 +9,7 @@ import os
 import signal
 import sys
 import typing as t
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from functools import cached_property
 from pathlib import Path
 
@@ -546,7 +546,7 @@ class TapPipedrive(Tap):
         # Before pages are fetched ahead: a sweep reads from the start, not the bookmark.
         plan_full_reads(
             self.streams.values(),
-            now=datetime.now(timezone.utc),
+            now=datetime.now(UTC),
             interval_days=int(
                 self.config.get("sweep_interval_days") or DEFAULT_SWEEP_INTERVAL_DAYS
             ),

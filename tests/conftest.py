@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+# secrets before oauth: oauth imports it (through delivery), and a plugin must not be imported before pytest
+# registers it (its asserts would not be rewritten).
 pytest_plugins = [
     "tests.support.meltano",
+    "tests.support.secrets",
     "tests.support.oauth",
     "tests.support.postgres",
     "tests.support.release",
@@ -14,6 +17,18 @@ import pytest  # noqa: E402
 # Small enough that a full sync of every stream (with per-parent children) takes
 # seconds, large enough for several pages per core stream at small page sizes.
 SANDBOX_SCALE = 0.05
+# Fixtures of the end-to-end tests: Meltano projects, PostgreSQL servers, built wheels. A
+# test using one is marked ``end_to_end``; `make pytest-sdk-next` leaves those out, since
+# Meltano and the built wheel run the tap from venvs of their own, with the pinned SDK.
+END_TO_END_FIXTURES = frozenset(
+    {"meltano", "postgres_server", "postgres_database", "built_dist", "tagged_checkout"}
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if END_TO_END_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.end_to_end)
 
 
 @pytest.fixture(autouse=True)

@@ -27,13 +27,12 @@ from pipedrive_sandbox import Sandbox
 from tests.support.delivery import (
     FAST_RETRIES,
     RELIABILITY_STREAMS,
-    SecretLedger,
     TapRun,
     TapSession,
     missing,
-    recording_issued_tokens,
     unexpected,
 )
+from tests.support.secrets import SecretLedger, recording_issued_tokens
 
 DATA_SEED = 1
 SCALE = 0.1

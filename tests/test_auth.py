@@ -11,7 +11,7 @@ from tap_pipedrive.auth.modes import resolve_auth_mode
 from tap_pipedrive.auth.tokens import TokenSet
 from tap_pipedrive.errors import ConfigError, ReauthorizationRequired
 from tap_pipedrive.tap import TapPipedrive
-from tests.tap_runner import run_cli, run_tap
+from tests.support.tap_runner import run_cli, run_tap
 
 SMALL = {"currencies", "activity_types", "pipelines"}
 

@@ -14,7 +14,7 @@ from pipedrive_sandbox import Sandbox
 from tap_pipedrive.budget import Budget, plan_tier, request_cost
 from tap_pipedrive.streams.bases import ChangedParentsStream
 from tap_pipedrive.tap import TapPipedrive
-from tests.tap_runner import run_cli, select_only, sync_capturing
+from tests.support.tap_runner import discover, run_cli, sync_capturing
 
 # Streams that exercise every kind of read: list streams (v1, v2, incremental, full),
 # a batch child stream and per-parent streams at three costs.
@@ -258,7 +258,7 @@ def test_the_documented_estimate_is_within_ten_percent_of_the_first_sync():
 def test_fetching_ahead_plans_the_streams_in_the_sync_order():
     with Sandbox(seed=3, scale=0.05, burst_limit=None) as sb:
         config = {"api_url": sb.url, "api_token": sb.api_token, "max_parallel_streams": 4}
-        catalog = select_only(TapPipedrive(config=config, validate_config=False), STREAMS)
+        catalog = discover(config, STREAMS)
         tap = TapPipedrive(config=config, catalog=catalog)
         fetcher = tap.run.fetcher
         fetcher.begin_sync(tap._fetch_plan())

@@ -19,7 +19,7 @@ import pytest
 
 from pipedrive_sandbox import Sandbox
 from tap_pipedrive.errors import PipedriveAPIError, ServerUnreachable
-from tests.tap_runner import run_cli, sync_capturing
+from tests.support.tap_runner import run_cli, sync_capturing
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 FAST = {"retry_base_seconds": 0.01}

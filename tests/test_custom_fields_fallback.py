@@ -15,7 +15,7 @@ import pytest
 
 from pipedrive_sandbox import Sandbox
 from pipedrive_sandbox.fields import CUSTOM_TYPES
-from tests.tap_runner import SyncResult, run_cli
+from tests.support.tap_runner import SyncResult, run_cli
 
 V2_ACTIVITY_FIELDS = "/api/v2/activityFields"
 V1_ACTIVITY_FIELDS = ("/api/v1/activityFields", "/v1/activityFields")

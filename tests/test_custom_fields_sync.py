@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
 import copy
-import io
 import json
 import subprocess
 import sys
@@ -21,7 +19,7 @@ from tap_pipedrive.errors import PipedriveAPIError, StreamUnavailable
 from tap_pipedrive.streams.base import SCHEMA_SOURCE, V1Stream
 from tap_pipedrive.streams.fields import read_field_definitions
 from tap_pipedrive.tap import TapPipedrive
-from tests.tap_runner import run_cli
+from tests.support.tap_runner import capture, run_cli, select, sync_tap
 
 FORMAT_CHECKER = jsonschema.Draft7Validator.FORMAT_CHECKER
 # The JSON type each Pipedrive custom field type must get (PIPEDRIVE_API.md §6).
@@ -74,22 +72,6 @@ def shared_sb():
 
 def config_for(sandbox: Sandbox, **extra) -> dict:
     return {"api_token": "sandbox-api-token", "api_url": sandbox.url, **extra}
-
-
-def select(catalog: dict, streams: set[str]) -> dict:
-    chosen = copy.deepcopy(catalog)
-    for entry in chosen["streams"]:
-        for metadata in entry["metadata"]:
-            if metadata["breadcrumb"] == []:
-                metadata["metadata"]["selected"] = entry["tap_stream_id"] in streams
-    return chosen
-
-
-def sync(tap: TapPipedrive) -> list[dict]:
-    buffer = io.StringIO()
-    with contextlib.redirect_stdout(buffer):
-        tap.sync_all()
-    return [json.loads(line) for line in buffer.getvalue().splitlines() if line.startswith("{")]
 
 
 def records(messages: list[dict], stream: str) -> list[dict]:
@@ -207,7 +189,7 @@ def test_one_fields_request_per_endpoint_for_discovery_and_sync_together(sb):
         stream.schema  # noqa: B018  (reading schemas again must not ask again)
         # Sync a few streams only, to keep the test fast; discovery covered them all.
         stream.selected = stream.name in {"deals", "persons", "custom_fields"}
-    messages = sync(tap)
+    messages = sync_tap(tap)
     assert records(messages, "deals") and records(messages, "persons")
     # custom_fields lists every stream's fields: it needs no further request either.
     assert {row["stream"] for row in records(messages, "custom_fields")} >= set(
@@ -221,10 +203,10 @@ def test_one_fields_request_per_endpoint_for_discovery_and_sync_together(sb):
 def test_a_sync_with_a_catalog_reads_only_the_fields_it_needs(sb):
     catalog = TapPipedrive(config=config_for(sb)).catalog_dict
     sb.clear_requests()
-    sync(TapPipedrive(config=config_for(sb), catalog=select(catalog, {"deals"})))
+    sync_tap(TapPipedrive(config=config_for(sb), catalog=select(catalog, {"deals"})))
     assert fields_requests(sb) == ["/api/v2/dealFields"]
     sb.clear_requests()
-    sync(TapPipedrive(config=config_for(sb), catalog=select(catalog, {"pipelines"})))
+    sync_tap(TapPipedrive(config=config_for(sb), catalog=select(catalog, {"pipelines"})))
     assert fields_requests(sb) == []
 
 
@@ -236,13 +218,13 @@ def test_reading_a_schema_never_sends_a_request(sb):
     with pytest.raises(FieldSetNotLoaded, match="deal custom field definitions"):
         tap.streams["deals"].schema  # noqa: B018
     assert sb.requests == []
-    assert records(sync(tap), "deals")
+    assert records(sync_tap(tap), "deals")
     assert fields_requests(sb) == ["/api/v2/dealFields"]
     # A catalog without some streams: their metadata comes from their schemas, which
     # the tap loads the field sets for too.
     sb.clear_requests()
     only_deals = {**catalog, "streams": [e for e in catalog["streams"] if e["stream"] == "deals"]}
-    assert records(sync(TapPipedrive(config=config_for(sb), catalog=only_deals)), "deals")
+    assert records(sync_tap(TapPipedrive(config=config_for(sb), catalog=only_deals)), "deals")
     assert "/api/v2/personFields" in fields_requests(sb)
 
 
@@ -262,7 +244,7 @@ def test_fields_requests_go_through_the_shared_auth_and_paging(sb):
 def test_records_carry_typed_labelled_values_that_validate(shared_sb):
     tap = TapPipedrive(config=config_for(shared_sb))
     catalog = select(tap.catalog_dict, {"deals", "persons", "organizations", "products"})
-    messages = sync(TapPipedrive(config=config_for(shared_sb), catalog=catalog))
+    messages = sync_tap(TapPipedrive(config=config_for(shared_sb), catalog=catalog))
     schemas = {m["stream"]: m["schema"] for m in messages if m["type"] == "SCHEMA"}
     for entity, stream in ENTITY_STREAMS.items():
         columns = custom_columns(catalog, stream)
@@ -299,7 +281,7 @@ def test_option_ids_key_names_and_nested_records(sb):
     def first_deal(**settings):
         config = config_for(sb, **settings)
         catalog = select(TapPipedrive(config=config).catalog_dict, {"deals"})
-        emitted = records(sync(TapPipedrive(config=config, catalog=catalog)), "deals")
+        emitted = records(sync_tap(TapPipedrive(config=config, catalog=catalog)), "deals")
         return next(r for r in emitted if r["id"] == deal["id"])
 
     assert first_deal()["priority"] == label
@@ -313,7 +295,7 @@ def test_option_ids_key_names_and_nested_records(sb):
 def test_custom_fields_stream_is_the_join_table(shared_sb):
     tap = TapPipedrive(config=config_for(shared_sb))
     catalog = tap.catalog_dict
-    messages = sync(
+    messages = sync_tap(
         TapPipedrive(config=config_for(shared_sb), catalog=select(catalog, {"custom_fields"}))
     )
     rows = records(messages, "custom_fields")
@@ -358,7 +340,7 @@ def test_odd_values_are_kept_or_nulled_and_counted(sb, caplog):
         config=config, catalog=select(TapPipedrive(config=config).catalog_dict, {"deals"})
     )
     with caplog.at_level("WARNING"):
-        messages = sync(tap)
+        messages = sync_tap(tap)
     emitted = {r["id"]: r for r in records(messages, "deals")}
     for deal_id in odd_ids:
         assert emitted[deal_id]["renewal_date"] is None
@@ -398,11 +380,10 @@ def test_a_failing_fields_endpoint_stops_the_sync_before_any_record(sb):
     config = config_for(sb, max_retries=2, retry_base_seconds=0.01)
     catalog = select(TapPipedrive(config=config).catalog_dict, {"deals"})
     sb.faults.add("http_error", path=r"/api/v2/dealFields$", count=None, status=500)
-    tap = TapPipedrive(config=config, catalog=catalog)
-    buffer = io.StringIO()
-    with contextlib.redirect_stdout(buffer), pytest.raises(PipedriveAPIError, match="dealFields"):
-        tap.sync_all()
-    assert '"type":"RECORD"' not in buffer.getvalue().replace(" ", "")
+    messages, error = capture(TapPipedrive(config=config, catalog=catalog))
+    assert isinstance(error, PipedriveAPIError), error
+    assert "dealFields" in str(error), error
+    assert [m for m in messages if m["type"] == "RECORD"] == []
 
 
 def test_a_refused_fields_endpoint_is_an_error_not_a_skipped_stream(sb):
@@ -435,7 +416,7 @@ def final_state(messages: list[dict]) -> dict:
 def test_a_field_added_between_runs_appears_on_the_next_discovery_and_state_carries_on(sb):
     config = config_for(sb)
     first_catalog = select(TapPipedrive(config=config).catalog_dict, {"deals"})
-    first = sync(TapPipedrive(config=config, catalog=first_catalog))
+    first = sync_tap(TapPipedrive(config=config, catalog=first_catalog))
     state = final_state(first)
     bookmark = deals_bookmark(state)
 
@@ -452,7 +433,9 @@ def test_a_field_added_between_runs_appears_on_the_next_discovery_and_state_carr
         "null",
     ]
     sb.clear_requests()
-    second = sync(TapPipedrive(config=config, catalog=second_catalog, state=copy.deepcopy(state)))
+    second = sync_tap(
+        TapPipedrive(config=config, catalog=second_catalog, state=copy.deepcopy(state))
+    )
     # Incremental from the old bookmark; only the changed deal comes again, with the new value.
     deal_requests = [r for r in sb.requests if r.path == "/api/v2/deals"]
     assert deal_requests and all(
@@ -464,7 +447,7 @@ def test_a_field_added_between_runs_appears_on_the_next_discovery_and_state_carr
     assert deals_bookmark(final_state(second)) > bookmark
 
     # A run still using the old catalog goes on too; the new column waits for discovery.
-    third = sync(TapPipedrive(config=config, catalog=first_catalog, state=copy.deepcopy(state)))
+    third = sync_tap(TapPipedrive(config=config, catalog=first_catalog, state=copy.deepcopy(state)))
     assert "added_later" not in records(third, "deals")[0]
 
 
@@ -474,7 +457,7 @@ def test_a_renamed_label_keeps_the_catalog_column_until_the_next_discovery(sb):
     priority = next(d for d in sandbox_fields(sb, "deal") if d.name == "Priority")
     priority.name = "Urgency"  # renamed in Pipedrive between discovery and sync
 
-    emitted = records(sync(TapPipedrive(config=config, catalog=catalog)), "deals")
+    emitted = records(sync_tap(TapPipedrive(config=config, catalog=catalog)), "deals")
     with_value = [r for r in emitted if r.get("priority")]
     assert with_value and not any("urgency" in r for r in emitted)
 
@@ -508,7 +491,7 @@ def test_a_deleted_field_leaves_the_schema_and_its_stray_values_are_dropped(sb, 
     schema = schema_of(TapPipedrive(config=config).catalog_dict, "deals")
     assert "seats" not in schema["properties"]
     with caplog.at_level("WARNING"):
-        emitted = records(sync(TapPipedrive(config=config, catalog=catalog)), "deals")
+        emitted = records(sync_tap(TapPipedrive(config=config, catalog=catalog)), "deals")
     assert emitted and not any("seats" in r for r in emitted)
 
 
@@ -541,7 +524,7 @@ def test_v1_lead_records_gather_flat_parts_into_typed_columns(sb):
         columns[next(d.code for d in definitions if d.name == "Contract value")] == "contract_value"
     )
     sb.clear_requests()
-    messages = sync(TapWithLeads(config=config, catalog=catalog))
+    messages = sync_tap(TapWithLeads(config=config, catalog=catalog))
     emitted = records(messages, "leads_probe")
     assert emitted
     validator = jsonschema.Draft7Validator(schema, format_checker=FORMAT_CHECKER)

@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from pipedrive_sandbox import Sandbox
-from tests.tap_runner import sync_capturing
+from tests.support.tap_runner import sync_capturing
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SCHEMA = REPO_ROOT / "tap_pipedrive" / "schemas" / "deal_participants.json"

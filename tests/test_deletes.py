@@ -16,7 +16,7 @@ import typing as t
 
 import pytest
 
-from tests.tap_runner import SyncResult, run_tap
+from tests.support.tap_runner import SyncResult, run_tap
 
 if t.TYPE_CHECKING:
     from pipedrive_sandbox import Sandbox

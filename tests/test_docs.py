@@ -22,6 +22,7 @@ SDK_SETTINGS = {
     "flattening_max_key_length",
     "flattening_separator",
     "batch_config",
+    "emit_activate_version_messages",  # from singer-sdk 0.55
 }
 TAP_SETTINGS = {
     name: prop for name, prop in CONFIG_SCHEMA["properties"].items() if name not in SDK_SETTINGS

@@ -37,7 +37,8 @@ from tests.support.docs import (
     without_comment,
 )
 from tests.support.meltano import clean_environment
-from tests.support.oauth import catalog_for, consent, free_port, stored_entry
+from tests.support.oauth import consent, free_port, stored_entry
+from tests.support.tap_runner import catalog_for
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 WALKTHROUGH = "docs/meltano-project.md"
@@ -66,6 +67,7 @@ ELSEWHERE = {
         "runs scripts/demo.py, the recipe of `make demo` after `make install`",
     ),
     "make test": (".ci/run", "CI runs `make install` and `make test` on a clean clone"),
+    "make pytest-sdk-next": (".ci/run", "CI runs it after `make test` (tests/test_ci.py)"),
     "pip install -e .": ("Makefile", "`make install` (.ci/run) runs it into .venv"),
     "pip install tap-pipedrive": (
         "tests/test_release.py",
@@ -138,7 +140,7 @@ def test_commands_run_elsewhere_name_what_runs_them():
         assert (REPO_ROOT / path).is_file(), (command, path)
     makefile = (REPO_ROOT / "Makefile").read_text(encoding="utf-8")
     assert "pip install --quiet -e '.[dev]'" in makefile
-    for target in ("demo", "test"):
+    for target in ("demo", "test", "pytest-sdk-next"):
         dry_run = subprocess.run(
             ["make", "-n", target], cwd=REPO_ROOT, capture_output=True, text=True, check=False
         )

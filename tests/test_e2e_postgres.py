@@ -27,10 +27,10 @@ import pytest
 
 from pipedrive_sandbox import Sandbox
 from tap_pipedrive.tap import TapPipedrive
-from tests.support.delivery import SecretLedger
 from tests.support.meltano import MeltanoProject, sandbox_tap_environment
 from tests.support.pipeline import row_counts
 from tests.support.postgres import PostgresServer
+from tests.support.secrets import SecretLedger
 
 SCHEMA = "pipedrive"
 SAMPLE_SIZE = 8
@@ -88,7 +88,7 @@ def _same(expected: Any, stored: Any) -> bool:
         text = str(expected).replace(" ", "T")
         text = text if text.endswith("Z") or "+" in text[10:] else text + "Z"
         if stored.tzinfo is None:  # target-postgres keeps UTC in "timestamp" columns
-            stored = stored.replace(tzinfo=dt.timezone.utc)
+            stored = stored.replace(tzinfo=dt.UTC)
         return stored == dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
     if isinstance(stored, dt.date):
         return stored.isoformat() == str(expected)[:10]
@@ -226,7 +226,9 @@ def test_meltano_into_postgres_full_incremental_and_full_refresh(
 
     def meltano_run(*args: str) -> None:
         result = meltano.run(*args, env=env)
-        ledger.assert_absent(result.stdout + result.stderr, f"the output of meltano {args[0]}")
+        ledger.assert_absent(
+            result.stdout + result.stderr, where=f"the output of meltano {args[0]}"
+        )
         assert result.returncode == 0, result.stderr[-4000:]
 
     meltano_run("install")
@@ -242,7 +244,7 @@ def test_meltano_into_postgres_full_incremental_and_full_refresh(
     assert compared > 300
 
     # 2. Changes in Pipedrive, then an incremental run: only they move.
-    after_first = dt.datetime.now(dt.timezone.utc)
+    after_first = dt.datetime.now(dt.UTC)
     new_field = sandbox.add_custom_field("deals", "Renewal Score", "double")
     deals = [record["id"] for record in sandbox.dataset["deals"] if record["status"] != "deleted"]
     persons = [record["id"] for record in sandbox.dataset["persons"]]
@@ -279,7 +281,7 @@ def test_meltano_into_postgres_full_incremental_and_full_refresh(
     assert _column_type(server, "deals", columns[new_field["field_code"]]) == "numeric"
 
     # 3. Full refresh: the same data, every row read again (the new field filled in too).
-    after_second = dt.datetime.now(dt.timezone.utc)
+    after_second = dt.datetime.now(dt.UTC)
     meltano_run(*run, "--full-refresh", "tap-pipedrive", "target-postgres")
     assert _tables(server) == expected
     all_deals = [record["id"] for record in sandbox.dataset["deals"]]
@@ -339,7 +341,7 @@ def test_meltano_into_postgres_retires_deletes_merges_and_removed_children(
     running_sandbox: Sandbox,
     hard_delete: bool,
 ):
-    from tests.tap_runner import run_tap
+    from tests.support.tap_runner import run_tap
     from tests.test_deletes import _change_everything, _truth
 
     sandbox = running_sandbox

@@ -23,13 +23,13 @@ from pipedrive_sandbox.hostile import LONG_STRING_SIZE, NASTY_TEXT
 from tests import fault_matrix
 from tests.support.delivery import (
     FAST_RETRIES,
-    SecretLedger,
     TapRun,
     TapSession,
     missing,
     tap_environment,
     write_private_json,
 )
+from tests.support.secrets import SecretLedger
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEALS = r"^/api/v2/deals$"
@@ -380,7 +380,7 @@ def test_an_unreadable_token_store_is_one_line(kind, tmp_path):
         config = _oauth_config(sb, store)
         result = _cli(json.dumps(config), tmp_path=tmp_path)
         ledger = SecretLedger(sb.client_secret, config["refresh_token"])
-        ledger.assert_absent(result.stdout + result.stderr, "the output")
+        ledger.assert_absent(result.stdout + result.stderr, where="the output")
         api_calls = [r for r in sb.requests if r.path.startswith("/api/")]
     line = _one_line(result)
     assert "token store" in line and str(store.name) in line

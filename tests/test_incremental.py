@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tests.tap_runner import run_tap
+from tests.support.tap_runner import run_tap
 
 INCREMENTAL = {"deals", "persons", "organizations", "activities", "products"}
 

@@ -24,10 +24,11 @@ import psycopg
 import pytest
 
 from pipedrive_sandbox import Sandbox
-from tests.support.delivery import SecretLedger, TapSession
+from tests.support.delivery import TapSession
 from tests.support.meltano import MeltanoProject, sandbox_tap_environment
 from tests.support.pipeline import Kill, load_with_target_postgres, row_counts
 from tests.support.postgres import PostgresServer
+from tests.support.secrets import SecretLedger
 
 SEED = 20240601
 SCALE = 0.2
@@ -197,7 +198,7 @@ def test_a_tap_killed_under_meltano_resumes_from_meltanos_state(
             process.communicate()
     assert killed_after_requests is not None, "the tap finished before it could be killed"
     assert process.returncode != 0
-    ledger.assert_absent(stdout + stderr, "Meltano's output")
+    ledger.assert_absent(stdout + stderr, where="Meltano's output")
     loaded_before = _loaded_rows(postgres_database, schema)
     # Meltano kept the state the target committed before the kill: the rerun resumes there.
     saved = meltano.run("state", "get", f"dev:tap-pipedrive-to-target-postgres:{state_id}", env=env)
@@ -208,5 +209,5 @@ def test_a_tap_killed_under_meltano_resumes_from_meltanos_state(
 
     again = meltano.run(*run, "tap-pipedrive", "target-postgres", env=env)
     assert again.returncode == 0, again.stderr[-4000:]
-    ledger.assert_absent(again.stdout + again.stderr, "Meltano's output")
+    ledger.assert_absent(again.stdout + again.stderr, where="Meltano's output")
     assert row_counts(postgres_database, schema) == expected

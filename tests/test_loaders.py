@@ -245,7 +245,7 @@ def test_target_postgres_delivers_every_record_intact(
                     if name in {"add_time", "update_time"}:
                         # target-postgres stores date-times as UTC without a zone.
                         moment = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
-                        expected[name] = moment.astimezone(dt.timezone.utc).replace(tzinfo=None)
+                        expected[name] = moment.astimezone(dt.UTC).replace(tzinfo=None)
                 assert row == expected, stream
 
 

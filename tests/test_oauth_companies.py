@@ -23,17 +23,16 @@ from tap_pipedrive.tap import TapPipedrive
 from tests.support.oauth import (
     REPO_ROOT,
     ScriptedBrowser,
-    catalog_for,
     consent,
     expire_stored_access_token,
     free_port,
     refresh_calls,
     stored_entry,
-    sync,
     tap_command,
     tap_env,
     written_secrets,
 )
+from tests.support.tap_runner import catalog_for, run_tap
 
 STREAMS = {"webhooks", "users"}
 
@@ -205,9 +204,9 @@ def test_without_refresh_token_several_companies_need_api_domain(sandbox, globex
     assert sandbox.url in message and globex.url in message
     assert "\n" not in message
     catalog = catalog_for(sandbox, STREAMS)
-    messages = sync({**settings, "api_domain": f"{globex.url}/"}, catalog)
+    messages = run_tap({**settings, "api_domain": f"{globex.url}/"}, catalog=catalog).messages
     assert company_of(messages) == {globex.company.id}
-    messages = sync({**settings, "api_domain": sandbox.url}, catalog)
+    messages = run_tap({**settings, "api_domain": sandbox.url}, catalog=catalog).messages
     assert company_of(messages) == {sandbox.company.id}
     with pytest.raises(
         ConfigError, match=re.escape("holds none for https://elsewhere.pipedrive.com")
@@ -218,7 +217,7 @@ def test_without_refresh_token_several_companies_need_api_domain(sandbox, globex
 def test_a_single_company_needs_no_api_domain(sandbox, globex, tmp_path):
     settings = app_settings(sandbox)
     login(tmp_path / "b.json", settings, "globex")
-    messages = sync(settings, catalog_for(sandbox, STREAMS))
+    messages = run_tap(settings, catalog=catalog_for(sandbox, STREAMS)).messages
     assert company_of(messages) == {globex.company.id}
 
 
@@ -229,7 +228,7 @@ def test_a_refresh_token_of_another_company_than_api_domain_ends_the_run(sandbox
     pasted = globex.issue_refresh_token()
     config = {**settings, "refresh_token": pasted, "api_domain": a_config["api_domain"]}
     with pytest.raises(ConfigError) as caught:
-        sync(config, catalog_for(sandbox, STREAMS))
+        run_tap(config, catalog=catalog_for(sandbox, STREAMS))
     message = str(caught.value)
     assert f"belongs to the company {globex.url}" in message and "api_domain" in message
     assert "\n" not in message
@@ -275,7 +274,7 @@ def test_a_browser_login_during_a_run_for_another_company_is_refused(sandbox, gl
         "api_domain": sandbox.url,
     }
     with pytest.raises(ConfigError, match=f"belongs to the company {re.escape(globex.url)}"):
-        sync(config, catalog_for(sandbox, STREAMS))
+        run_tap(config, catalog=catalog_for(sandbox, STREAMS))
     browser.join()
     assert globex.requests == []
     assert [r for r in sandbox.requests if r.auth_kind == "bearer"] == []

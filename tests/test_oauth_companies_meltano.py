@@ -17,7 +17,8 @@ import yaml
 from tap_pipedrive.auth.store import default_store_path
 from tests.support.docs import CommandRunner, browser_stand_in, fenced_commands, without_comment
 from tests.support.meltano import REPO_ROOT, MeltanoProject
-from tests.support.oauth import SecretLedger, free_port, stored_entry, written_secrets
+from tests.support.oauth import free_port, stored_entry, written_secrets
+from tests.support.secrets import SecretLedger
 
 # The commands README.md and docs/oauth.md show, run here as written.
 DOCUMENTED = (

@@ -10,13 +10,13 @@ import pytest
 from tap_pipedrive.auth.store import refresh_token_fingerprint, store_path_from_config
 from tests.support.oauth import (
     REPO_ROOT,
-    catalog_for,
     refresh_calls,
     stored_entry,
     tap_command,
     tap_env,
     written_secrets,
 )
+from tests.support.tap_runner import catalog_for
 
 COMMANDS = {
     "sync": lambda config, catalog: ["--config", str(config), "--catalog", str(catalog)],

@@ -17,7 +17,6 @@ import pytest
 from tap_pipedrive.auth.store import default_store_path, refresh_token_fingerprint
 from tests.support.meltano import REPO_ROOT
 from tests.support.oauth import (
-    SecretLedger,
     code_calls,
     consent,
     expire_stored_access_token,
@@ -25,29 +24,21 @@ from tests.support.oauth import (
     refresh_calls,
     stored_entry,
 )
+from tests.support.secrets import SecretLedger, recording_issued_tokens
 
 
 @pytest.fixture
-def meltano_sandbox(monkeypatch):
+def meltano_sandbox():
     from pipedrive_sandbox import Sandbox
-    from pipedrive_sandbox import oauth as sandbox_oauth
 
     # A client id of its own, so the project's token store file is this test's alone.
     client_id = f"meltano-login-test-{uuid.uuid4().hex[:8]}"
     with Sandbox(seed=1, scale=0.05, client_id=client_id) as sb:
         ledger = SecretLedger(sb.client_secret)
-        for name in ("new_access_token", "new_refresh_token"):
-            original = getattr(sandbox_oauth, name)
-
-            def recording(original=original) -> str:
-                value = original()
-                ledger.add(value)
-                return value
-
-            monkeypatch.setattr(sandbox_oauth, name, recording)
         store = default_store_path(client_id, {"MELTANO_PROJECT_ROOT": str(REPO_ROOT)})
         try:
-            yield sb, ledger, store
+            with recording_issued_tokens(ledger):
+                yield sb, ledger, store
         finally:
             for path in (store, store.with_name(store.name + ".lock")):
                 with contextlib.suppress(FileNotFoundError):

@@ -15,15 +15,14 @@ from tap_pipedrive.errors import ConfigError
 from tap_pipedrive.tap import TapPipedrive
 from tests.support.oauth import (
     ScriptedBrowser,
-    catalog_for,
     code_calls,
     expire_stored_access_token,
     free_port,
     record_count,
     refresh_calls,
     stored_entry,
-    sync,
 )
+from tests.support.tap_runner import catalog_for, run_tap
 
 STREAMS = {"currencies", "pipelines"}
 
@@ -68,12 +67,12 @@ def live_refresh_tokens(sandbox) -> set[str]:
 
 
 def test_next_run_reuses_the_stored_access_token(sandbox, config, catalog, secret_ledger, capsys):
-    first = sync(config, catalog)
+    first = run_tap(config, catalog=catalog).messages
     assert record_count(first, "pipelines") == sandbox.expected_counts()["pipelines"]
     assert len(refresh_calls(sandbox)) == 1
     path = store_path_from_config(config)
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
-    second = sync(config, catalog)
+    second = run_tap(config, catalog=catalog).messages
     assert record_count(second, "pipelines") == record_count(first, "pipelines")
     assert len(refresh_calls(sandbox)) == 1  # no second refresh
     out = capsys.readouterr()
@@ -87,7 +86,7 @@ def test_rotation_three_scheduled_runs_keep_the_newest_refresh_token(
     for run in range(3):
         if run:
             time_passes(sandbox, config)
-        messages = sync(config, catalog)
+        messages = run_tap(config, catalog=catalog).messages
         assert record_count(messages, "currencies") == sandbox.expected_counts()["currencies"]
         secret_ledger.assert_absent(json.dumps(messages))
     assert [call["status"] for call in refresh_calls(sandbox)] == [200, 200, 200]
@@ -102,14 +101,14 @@ def test_rotation_three_scheduled_runs_keep_the_newest_refresh_token(
 
 
 def test_a_new_refresh_token_in_the_config_beats_an_older_store(sandbox, config, catalog):
-    sync(config, catalog)
+    run_tap(config, catalog=catalog)
     old_chain = stored(config)["refresh_token"]
     # The user authorized again elsewhere and pasted the new refresh token into the
     # config; the store's authorization is revoked, so only the new token can work.
     sandbox.oauth.revoke({"token": old_chain})
     config = {**config, "refresh_token": sandbox.issue_refresh_token()}
     time_passes(sandbox, config)
-    messages = sync(config, catalog)
+    messages = run_tap(config, catalog=catalog).messages
     assert record_count(messages, "currencies") > 0
     data = stored(config)
     assert data["refresh_token"] in live_refresh_tokens(sandbox)
@@ -117,16 +116,16 @@ def test_a_new_refresh_token_in_the_config_beats_an_older_store(sandbox, config,
 
 
 def test_config_without_refresh_token_runs_from_the_store(sandbox, config, catalog, no_browser):
-    sync(config, catalog)
+    run_tap(config, catalog=catalog)
     from_store_only = {key: value for key, value in config.items() if key != "refresh_token"}
     time_passes(sandbox, config)
-    messages = sync(from_store_only, catalog)
+    messages = run_tap(from_store_only, catalog=catalog).messages
     assert record_count(messages, "currencies") > 0
     assert len(refresh_calls(sandbox)) == 2
 
 
 def test_discovery_does_not_refresh_while_the_stored_token_is_valid(sandbox, config, catalog):
-    sync(config, catalog)
+    run_tap(config, catalog=catalog)
     before = len(sandbox.token_calls)
     tap = TapPipedrive(config=config)
     assert tap.catalog_dict["streams"]
@@ -156,7 +155,7 @@ def test_off_mode_uses_the_access_token_as_given_and_never_refreshes(
     store_file = store_path_from_config(config)
     store_file.unlink()
     off = {**config, "access_token": access_token, "oauth_mode": "off", "api_url": sandbox.url}
-    messages = sync(off, catalog)
+    messages = run_tap(off, catalog=catalog).messages
     assert record_count(messages, "currencies") > 0
     assert len(sandbox.token_calls) == calls
     assert not store_file.exists()
@@ -195,7 +194,7 @@ def test_get_and_refresh_logs_in_when_nothing_is_stored_then_reuses(
         "oauth_mode": "get_and_refresh",
         "redirect_uri": f"http://localhost:{free_port()}/callback",
     }
-    first = sync(config, catalog)
+    first = run_tap(config, catalog=catalog).messages
     browser.join()
     assert len(browser.opened) == 1
     assert browser.pages[0][0] == 200 and "authorized" in browser.pages[0][1]
@@ -203,7 +202,7 @@ def test_get_and_refresh_logs_in_when_nothing_is_stored_then_reuses(
     assert [call["status"] for call in code_calls(sandbox)] == [200]
     assert stored(config)["refresh_token"] in live_refresh_tokens(sandbox)
     # The next run finds the stored tokens: no browser, no new authorization.
-    second = sync(config, catalog)
+    second = run_tap(config, catalog=catalog).messages
     assert record_count(second, "currencies") > 0
     assert len(browser.opened) == 1
     assert len(code_calls(sandbox)) == 1

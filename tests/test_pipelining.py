@@ -18,10 +18,10 @@ from pipedrive_sandbox import Sandbox
 from tap_pipedrive.errors import DailyBudgetExhausted
 from tap_pipedrive.http import fetch_ahead as prefetch
 from tap_pipedrive.tap import TapPipedrive
-from tests.tap_runner import sync_capturing
+from tests.support.tap_runner import sync_capturing
+from tests.support.waiting import wait_until
 
 PAGE_SIZE = 50
-WAIT_SECONDS = 10.0
 
 
 @pytest.fixture
@@ -31,22 +31,8 @@ def sandbox():
         yield sb
 
 
-def _sync(config: dict, streams: set[str], hook=None):
-    """Sync in-process; ``hook(tap)`` may patch stream instances first."""
-    return sync_capturing(config, streams=streams, hook=hook)
-
-
 def _list_requests(sandbox, path: str) -> list:
     return [r for r in list(sandbox.requests) if r.path == path]
-
-
-def _wait_until(condition, timeout: float = WAIT_SECONDS) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.005)
-    return condition()
 
 
 def _split_deals(sandbox) -> tuple[int, int]:
@@ -80,7 +66,7 @@ def test_next_page_is_requested_while_the_current_page_is_processed(sandbox, con
                 page = index // PAGE_SIZE + 1
                 if index % PAGE_SIZE == 0 and page < math.ceil(active / PAGE_SIZE):
                     # First row of page N: page N+1 must arrive while we are still here.
-                    ahead = _wait_until(
+                    ahead = wait_until(
                         lambda: len(_list_requests(sandbox, "/api/v2/deals")) >= page + 1
                     )
                     seen_ahead.append(ahead)
@@ -91,7 +77,7 @@ def test_next_page_is_requested_while_the_current_page_is_processed(sandbox, con
 
         stream.post_process = post_process
 
-    _, messages, error = _sync(config, {"deals"}, hook)
+    _, messages, error = sync_capturing(config, streams={"deals"}, hook=hook)
     assert error is None
     assert seen_ahead and all(seen_ahead)
     assert max(in_flight_at_start) == 1
@@ -103,7 +89,7 @@ def test_next_page_is_requested_while_the_current_page_is_processed(sandbox, con
 def test_prefetching_makes_no_extra_calls(sandbox, config):
     active, archived = _split_deals(sandbox)
     sandbox.clear_requests()
-    _, messages, error = _sync(config, {"deals"})
+    _, messages, error = sync_capturing(config, streams={"deals"})
     assert error is None
     assert len(_list_requests(sandbox, "/api/v2/deals")) == math.ceil(active / PAGE_SIZE)
     assert len(_list_requests(sandbox, "/api/v2/deals/archived")) == math.ceil(archived / PAGE_SIZE)
@@ -113,7 +99,7 @@ def test_prefetching_makes_no_extra_calls(sandbox, config):
 def test_a_failed_prefetch_surfaces_after_the_pages_before_it(sandbox, config):
     """Records of pages 1-2 are written and their bookmark kept; page 3 fails the run."""
     sandbox.faults.add("daily_429", path=r"^/api/v2/deals$", after=2, count=None)
-    _, messages, error = _sync({**config, "max_parallel_streams": 1}, {"deals"})
+    _, messages, error = sync_capturing({**config, "max_parallel_streams": 1}, streams={"deals"})
     assert isinstance(error, DailyBudgetExhausted)
     records = [m["record"] for m in messages if m["type"] == "RECORD"]
     assert len(records) == 2 * PAGE_SIZE
@@ -136,7 +122,9 @@ def test_a_stream_stopped_early_cancels_its_prefetch(sandbox, config):
         stream.post_process = post_process
 
     sandbox.clear_requests()
-    _, _, error = _sync({**config, "max_parallel_streams": 1}, {"deals"}, hook)
+    _, _, error = sync_capturing(
+        {**config, "max_parallel_streams": 1}, streams={"deals"}, hook=hook
+    )
     assert isinstance(error, RuntimeError)
     # Dropping the traceback closes the abandoned record generator, as a real run's exit does.
     error.__traceback__ = None
@@ -148,7 +136,7 @@ def test_a_stream_stopped_early_cancels_its_prefetch(sandbox, config):
     time.sleep(0.3)
     assert len(sandbox.requests) == settled
     assert len(_list_requests(sandbox, "/api/v2/deals")) <= 1 + prefetch.PAGES_AHEAD
-    assert _wait_until(
+    assert wait_until(
         lambda: not [t for t in threading.enumerate() if t.name.startswith("fetch-")], 2.0
     )
 
@@ -175,7 +163,9 @@ def test_pages_are_freed_as_soon_as_they_are_written(sandbox, config):
     gc.collect()
     gc.disable()
     try:
-        _, _, error = _sync({**config, "max_parallel_streams": 1}, {"deals"}, hook)
+        _, _, error = sync_capturing(
+            {**config, "max_parallel_streams": 1}, streams={"deals"}, hook=hook
+        )
     finally:
         gc.enable()
     assert error is None

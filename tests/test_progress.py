@@ -19,7 +19,7 @@ import pytest
 from pipedrive_sandbox import Sandbox
 from tap_pipedrive.progress import Progress
 from tests.support.meltano import REPO_ROOT
-from tests.tap_runner import run_cli, sync_capturing
+from tests.support.tap_runner import run_cli, sync_capturing
 
 
 class Clock:

@@ -10,7 +10,7 @@ import requests
 from pipedrive_sandbox import Sandbox
 from tap_pipedrive.http import pacer as ratelimit
 from tap_pipedrive.http.pacer import ASSUMED_LIMIT, RESERVE, RateLimiter
-from tests.tap_runner import CORE_STREAM_NAMES, run_cli, run_tap
+from tests.support.tap_runner import CORE_STREAM_NAMES, run_cli, run_tap
 
 CORE = set(CORE_STREAM_NAMES)
 INCREMENTAL = ("deals", "persons", "organizations", "activities", "products")

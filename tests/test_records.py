@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import jsonschema
 import pytest
 
-from tests.tap_runner import CORE_STREAM_NAMES, run_tap
+from tests.support.tap_runner import CORE_STREAM_NAMES, run_tap
 
 RFC3339_UTC = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z$")
 

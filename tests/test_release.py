@@ -32,7 +32,9 @@ def test_wheel_metadata_license_urls_and_entry_points(built_dist: Dist):
     assert "License" not in metadata  # the deprecated free-text field is gone
     assert any(n.endswith(".dist-info/licenses/LICENSE") for n in names)
     classifiers = metadata.get_all("Classifier")
-    assert "Programming Language :: Python :: 3.10" in classifiers
+    assert "Programming Language :: Python :: 3.14" in classifiers
+    assert "Programming Language :: Python :: 3.10" not in classifiers  # past its end of life
+    assert metadata["Requires-Python"] == ">=3.11"
     urls = dict(url.split(", ", 1) for url in metadata.get_all("Project-URL"))
     assert urls["Homepage"] == "https://github.com/tap-pipedrive/tap-pipedrive"
     assert set(urls) >= {"Homepage", "Documentation", "Changelog", "Issues"}

@@ -26,13 +26,12 @@ import pytest
 from pipedrive_sandbox import Sandbox
 from tests.support.delivery import (
     FAST_RETRIES,
-    SecretLedger,
     TapRun,
     TapSession,
-    recording_issued_tokens,
     tap_environment,
     write_private_json,
 )
+from tests.support.secrets import SecretLedger, recording_issued_tokens
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 STREAMS = frozenset({"deals", "persons", "users", "deal_products"})
@@ -206,7 +205,7 @@ def test_nothing_printed_holds_a_secret(printed):
     issued = [value for value in printed.ledger.values if value.startswith(("v1u:", "r1:"))]
     assert len(issued) >= 6, "the battery should have handled several issued tokens"
     for where, text in printed.outputs:
-        printed.ledger.assert_absent(text, where)
+        printed.ledger.assert_absent(text, where=where)
 
 
 def test_singer_messages_hold_no_secret(printed):
@@ -220,7 +219,7 @@ def test_singer_messages_hold_no_secret(printed):
                 continue  # a log line, or a line of pretty-printed JSON (scanned as text)
             if isinstance(message, dict) and "type" in message:
                 decoded = json.dumps(message, ensure_ascii=False)
-                printed.ledger.assert_absent(decoded, f"a Singer message of {where}")
+                printed.ledger.assert_absent(decoded, where=f"a Singer message of {where}")
                 checked += 1
     assert checked > 1000
 

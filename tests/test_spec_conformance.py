@@ -14,12 +14,12 @@ from typing import Any
 
 import pytest
 
-from tests.support.specs import REPO_ROOT, SPEC_DIR, SPECS_PRESENT, generator
+from tests.support.specs import REPO_ROOT, SPEC_DIR, SPECS_MISSING, SPECS_PRESENT, generator
 
 SCHEMA_DIR = REPO_ROOT / "tap_pipedrive" / "schemas"
 
 if not SPECS_PRESENT:
-    pytest.skip(f"OpenAPI specs not found in {SPEC_DIR}", allow_module_level=True)
+    pytest.skip(SPECS_MISSING, allow_module_level=True)
 
 yaml = pytest.importorskip("yaml")
 jsonschema = pytest.importorskip("jsonschema")
@@ -366,7 +366,7 @@ def _spec_path(version: str, path: str) -> str | None:
 
 def test_every_request_the_tap_sends_is_in_the_spec() -> None:
     from pipedrive_sandbox import Sandbox
-    from tests.tap_runner import run_tap
+    from tests.support.tap_runner import run_tap
 
     streams = {stream.name for stream in _registered_streams()}
     with Sandbox(seed=11, scale=0.05, burst_limit=None) as sandbox:

@@ -8,17 +8,17 @@ from __future__ import annotations
 
 import copy
 import functools
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
 from tap_pipedrive.streams.bases import ChangedParentsStream, Parent
-from tests.support.specs import SPEC_DIR, SPECS_PRESENT, generator
+from tests.support.specs import SPEC_DIR, SPECS_MISSING, SPECS_PRESENT, generator
 from tests.test_records import format_violations
 
 if not SPECS_PRESENT:
-    pytest.skip(f"OpenAPI specs not found in {SPEC_DIR}", allow_module_level=True)
+    pytest.skip(SPECS_MISSING, allow_module_level=True)
 
 jsonschema = pytest.importorskip("jsonschema")
 
@@ -63,7 +63,7 @@ def _context(path: str) -> dict[str, Any] | None:
     return None
 
 
-PARENT = Parent(7, datetime(2024, 1, 1, tzinfo=timezone.utc), "2024-01-01T00:00:00Z")
+PARENT = Parent(7, datetime(2024, 1, 1, tzinfo=UTC), "2024-01-01T00:00:00Z")
 STREAMS = [stream for stream in generator().STREAMS]
 
 

@@ -18,7 +18,7 @@ import pytest
 
 from pipedrive_sandbox import Sandbox
 from tap_pipedrive.streams.bases import decode_counts, encode_counts
-from tests.tap_runner import run_cli, run_tap
+from tests.support.tap_runner import run_cli, run_tap
 
 PER_DEAL = {
     "deal_followers": r"^/api/v2/deals/(\d+)/followers$",

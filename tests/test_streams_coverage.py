@@ -6,7 +6,7 @@ module.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import jsonschema
 import pytest
@@ -15,7 +15,7 @@ from pipedrive_sandbox import Sandbox
 from tap_pipedrive.streams import STREAM_TYPES
 from tap_pipedrive.streams.core import CORE_STREAMS
 from tap_pipedrive.tap import TapPipedrive
-from tests.tap_runner import run_tap
+from tests.support.tap_runner import run_tap
 
 CORE = {stream.name for stream in CORE_STREAMS} | {"custom_fields"}
 # Read instead of the changelogs when field_history is "flow" (synced on their own below).
@@ -171,7 +171,7 @@ def test_flow_rows_lift_the_wrapped_id(synced_flow):
 def _moment(value):
     """A v1 time ("2024-01-31 10:00:00", UTC) or an RFC 3339 one, as an aware datetime."""
     moment = datetime.fromisoformat(str(value).replace(" ", "T").replace("Z", "+00:00"))
-    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 @pytest.mark.parametrize("entity", ["deal", "person", "organization"])

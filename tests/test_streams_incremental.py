@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 
 from pipedrive_sandbox import Sandbox
-from tests.tap_runner import run_tap
+from tests.support.tap_runner import run_tap
 
 STREAMS = {"notes", "leads", "files"}
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 
 from pipedrive_sandbox import Sandbox
-from tests.tap_runner import run_cli
+from tests.support.tap_runner import run_cli
 
 
 @pytest.fixture

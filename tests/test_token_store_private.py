@@ -22,7 +22,7 @@ import pytest
 from tap_pipedrive.auth.store import FileTokenStore, TokenStoreError
 from tap_pipedrive.auth.tokens import TokenSet
 from tap_pipedrive.tap import TapPipedrive
-from tests.support.oauth import catalog_for, sync
+from tests.support.tap_runner import catalog_for, run_tap
 
 OTHER_UID = 54321
 
@@ -236,7 +236,7 @@ def test_a_store_planted_by_another_user_is_never_adopted(sandbox, other_user):
             "oauth_settings_location": str(store),
         }
         with pytest.raises(TokenStoreError) as caught:
-            sync(config, catalog_for(sandbox, {"currencies"}))
+            run_tap(config, catalog=catalog_for(sandbox, {"currencies"}))
         refused(caught, f"its directory {shared} is writable by other users")
         assert attacker.requests == []
 

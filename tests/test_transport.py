@@ -7,13 +7,11 @@ the user did not configure (``pipedrive_sandbox/elsewhere.py``).
 
 from __future__ import annotations
 
-import io
 import json
 import shutil
 import subprocess
 import sys
 import time
-from contextlib import redirect_stdout
 from pathlib import Path
 
 import pytest
@@ -24,7 +22,7 @@ from tap_pipedrive.errors import ConfigError, PipedriveError
 from tap_pipedrive.http.transport import MAX_BODY_BYTES, check_api_domain
 from tap_pipedrive.tap import TapPipedrive
 from tests.support.delivery import SDK_CONTEXT_LINE, tap_environment, write_private_json
-from tests.tap_runner import parse_messages, select_only, sync_capturing
+from tests.support.tap_runner import discover, sync_capturing
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 USERS = r"^/api/v1/users$"
@@ -63,7 +61,7 @@ def _one_line(result: subprocess.CompletedProcess[str]) -> str:
 
 
 def _users_catalog(config: dict, tmp_path: Path) -> Path:
-    catalog = select_only(TapPipedrive(config=config, validate_config=False), {"users"})
+    catalog = discover(config, {"users"})
     path = tmp_path / "catalog.json"
     path.write_text(json.dumps(catalog), encoding="utf-8")
     return path
@@ -245,29 +243,17 @@ def _use_proxy(monkeypatch, proxy_url: str | None, no_proxy: str | None = None) 
         monkeypatch.setenv("no_proxy", no_proxy)
 
 
-def _sync(config: dict, catalog: dict) -> tuple[list[dict], Exception | None]:
-    tap = TapPipedrive(config=config, catalog=catalog)
-    buffer = io.StringIO()
-    error = None
-    with redirect_stdout(buffer):
-        try:
-            tap.sync_all()
-        except Exception as exc:
-            error = exc
-    return parse_messages(buffer.getvalue()), error
-
-
 def test_api_and_token_calls_both_go_through_the_configured_proxy(
     sandbox, api_config, oauth_config, monkeypatch
 ):
     config = {**oauth_config, **ONE_TRY}
     # Discovered with the API token: the OAuth refresh is left for the sync.
-    catalog = select_only(TapPipedrive(config=api_config, validate_config=False), {"users"})
+    catalog = discover(api_config, {"users"})
     sandbox.clear_requests()
     with Elsewhere() as proxy:
         proxy.token_answer = _stolen_tokens(sandbox.url)
         _use_proxy(monkeypatch, proxy.url)
-        _sync(config, catalog)
+        sync_capturing(config, catalog=catalog)
     through_proxy = [r.target for r in proxy.received]
     assert f"{sandbox.url}/oauth/token" in through_proxy
     assert f"{sandbox.url}/api/v1/users" in through_proxy
@@ -275,10 +261,10 @@ def test_api_and_token_calls_both_go_through_the_configured_proxy(
 
 
 def test_no_proxy_is_honoured_by_api_calls(sandbox, api_config, monkeypatch):
-    catalog = select_only(TapPipedrive(config=api_config, validate_config=False), {"users"})
+    catalog = discover(api_config, {"users"})
     with Elsewhere() as proxy:
         _use_proxy(monkeypatch, proxy.url, no_proxy="127.0.0.1")
-        messages, error = _sync(api_config, catalog)
+        _, messages, error = sync_capturing(api_config, catalog=catalog)
     assert error is None
     assert proxy.received == []
     assert any(m["type"] == "RECORD" and m["stream"] == "users" for m in messages)
@@ -321,7 +307,7 @@ def test_api_and_token_calls_both_trust_the_ca_bundle_of_the_environment(
     api_config, loopback_certificate, monkeypatch
 ):
     # A corporate TLS proxy's CA is handed over this way: both kinds of call must use it.
-    catalog = select_only(TapPipedrive(config=api_config, validate_config=False), {"users"})
+    catalog = discover(api_config, {"users"})
     _use_proxy(monkeypatch, None)
     monkeypatch.delenv("CURL_CA_BUNDLE", raising=False)
     with Elsewhere(tls=loopback_certificate) as server:
@@ -329,10 +315,10 @@ def test_api_and_token_calls_both_trust_the_ca_bundle_of_the_environment(
         config = {"client_id": "c", "client_secret": "s", "refresh_token": "r", **ONE_TRY}
         config["oauth_url"] = server.url
         monkeypatch.delenv("REQUESTS_CA_BUNDLE", raising=False)
-        _, untrusted = _sync(config, catalog)
+        _, _, untrusted = sync_capturing(config, catalog=catalog)
         assert server.received == []  # the certificate is not trusted without the bundle
         monkeypatch.setenv("REQUESTS_CA_BUNDLE", loopback_certificate[0])
-        _, error = _sync(config, catalog)
+        _, _, error = sync_capturing(config, catalog=catalog)
     assert "SSLError" in str(untrusted)
     assert error is None, error
     assert [r.target for r in server.received] == ["/oauth/token", "/api/v1/users"]

@@ -30,7 +30,7 @@ import time
 import typing as t
 import webbrowser
 from collections.abc import Mapping
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import parse_qs, urlencode, urlsplit
 
@@ -618,7 +618,7 @@ class LoginResult:
 def iso_timestamp(epoch: float | None) -> str | None:
     if epoch is None:
         return None
-    moment = datetime.fromtimestamp(epoch, tz=timezone.utc).replace(microsecond=0)
+    moment = datetime.fromtimestamp(epoch, tz=UTC).replace(microsecond=0)
     return moment.isoformat().replace("+00:00", "Z")
 
 

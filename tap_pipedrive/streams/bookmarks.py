@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import typing as t
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from tap_pipedrive.normalize import to_rfc3339
 from tap_pipedrive.sdk_private import (
@@ -36,7 +36,7 @@ if t.TYPE_CHECKING:
     from singer_sdk.helpers.types import Context
     from singer_sdk.streams import Stream
 
-EARLIEST = datetime.min.replace(tzinfo=timezone.utc)
+EARLIEST = datetime.min.replace(tzinfo=UTC)
 
 
 def context_key(stream_name: str, context: Context | None) -> str:
@@ -58,7 +58,7 @@ def parse_bookmark(value: t.Any) -> datetime | None:
     if value is None:
         return None
     result = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
-    return result if result.tzinfo else result.replace(tzinfo=timezone.utc)
+    return result if result.tzinfo else result.replace(tzinfo=UTC)
 
 
 def future_starting_value(stream: Stream, context: Context | None) -> t.Any:

@@ -11,18 +11,19 @@ once, and one never delivered shows up as missing.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import os
 import subprocess
 import sys
 import tempfile
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from tests.support.secrets import SecretLedger
+from tests.support.tap_runner import catalog_for
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -101,90 +102,6 @@ def record_key(record: dict, key_properties: list[str]) -> str:
     return json.dumps([record.get(name) for name in key_properties], sort_keys=True)
 
 
-def discover_catalog(api_url: str, api_token: str, streams: frozenset[str] | set[str]) -> dict:
-    """A catalog selecting ``streams``, discovered with the API token.
-
-    Discovery runs before any fault is installed, so it never consumes one.
-    """
-    from tap_pipedrive.tap import TapPipedrive
-
-    tap = TapPipedrive(config={"api_token": api_token, "api_url": api_url}, validate_config=False)
-    catalog = tap.catalog_dict
-    unknown = set(streams) - {entry["tap_stream_id"] for entry in catalog["streams"]}
-    assert not unknown, f"not streams of the tap: {sorted(unknown)}"
-    for entry in catalog["streams"]:
-        for metadata in entry["metadata"]:
-            if metadata["breadcrumb"] == []:
-                metadata["metadata"]["selected"] = entry["tap_stream_id"] in streams
-    return catalog
-
-
-class SecretLedger:
-    """Every secret of a session: sandbox credentials and each token it issues."""
-
-    def __init__(self, *values: str) -> None:
-        self.values: set[str] = {value for value in values if value}
-
-    def add(self, *values: str | None) -> None:
-        self.values.update(value for value in values if value)
-
-    def leaks(self, text: str) -> list[str]:
-        """Which secrets (or a long enough piece of one) appear in ``text``."""
-        found = []
-        # A snapshot: sessions in other threads may add tokens meanwhile.
-        for value in tuple(self.values):
-            pieces = [value]
-            if len(value) >= 32:
-                # A token cut short, or wrapped in a longer message, leaks all the same.
-                pieces.append(value[8:28])
-            if any(piece in text for piece in pieces):
-                found.append(value)
-        return found
-
-    def assert_absent(self, text: str, where: str) -> None:
-        leaked = self.leaks(text)
-        assert not leaked, f"{len(leaked)} secret value(s) leaked into {where}"
-
-
-_ledgers_lock = threading.Lock()
-_active_ledgers: list[SecretLedger] = []
-_recording_installed = False
-
-
-@contextlib.contextmanager
-def recording_issued_tokens(ledger: SecretLedger) -> Iterator[None]:
-    """Add every access and refresh token the sandbox issues to ``ledger``.
-
-    The sandbox's token makers are wrapped once per process and feed every active ledger,
-    so sessions running in parallel threads never undo each other's recording.
-    """
-    global _recording_installed
-    from pipedrive_sandbox import oauth as sandbox_oauth
-
-    with _ledgers_lock:
-        if not _recording_installed:
-            for name in ("new_access_token", "new_refresh_token"):
-                setattr(sandbox_oauth, name, _recording(getattr(sandbox_oauth, name)))
-            _recording_installed = True
-        _active_ledgers.append(ledger)
-    try:
-        yield
-    finally:
-        with _ledgers_lock:
-            _active_ledgers.remove(ledger)
-
-
-def _recording(original: Callable[[], str]) -> Callable[[], str]:
-    def issue() -> str:
-        value = original()
-        with _ledgers_lock:
-            for ledger in _active_ledgers:
-                ledger.add(value)
-        return value
-
-    return issue
-
-
 def tap_environment(extra: dict[str, str] | None = None) -> dict[str, str]:
     """The environment of a tap subprocess: no inherited tap settings or Meltano context."""
     env = {
@@ -220,7 +137,11 @@ class TapSession:
         self.config = dict(config)
         self.streams = frozenset(streams)
         # Sandboxes built from the same seed and scale can share one catalog.
-        self.catalog = catalog or discover_catalog(sandbox.url, sandbox.api_token, self.streams)
+        if catalog is None:
+            catalog = catalog_for(sandbox, self.streams)
+            unknown = self.streams - {entry["tap_stream_id"] for entry in catalog["streams"]}
+            assert not unknown, f"not streams of the tap: {sorted(unknown)}"
+        self.catalog = catalog
         self.key_properties = {
             entry["tap_stream_id"]: list(entry.get("key_properties") or [])
             for entry in self.catalog["streams"]
@@ -294,8 +215,8 @@ class TapSession:
         return run
 
     def record(self, run: TapRun) -> None:
-        self.ledger.assert_absent(run.stdout, f"the stdout of tap run {len(self.runs) + 1}")
-        self.ledger.assert_absent(run.stderr, f"the stderr of tap run {len(self.runs) + 1}")
+        self.ledger.assert_absent(run.stdout, where=f"the stdout of tap run {len(self.runs) + 1}")
+        self.ledger.assert_absent(run.stderr, where=f"the stderr of tap run {len(self.runs) + 1}")
         self.runs.append(run)
 
     def run_until_complete(

@@ -2,8 +2,8 @@
 
 ``consent`` plays the part of a user in a browser without JavaScript: it loads the
 sandbox's consent page, submits the form the way the Allow or Deny button would,
-and hands back the redirect the sandbox answers with. ``SecretLedger`` records every
-secret the sandbox hands out so that tests can prove none of them leaks.
+and hands back the redirect the sandbox answers with. The ledger of secrets is in
+``tests/support/secrets.py``.
 """
 
 from __future__ import annotations
@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import html.parser
 import json
-import os
 import socket
 import subprocess
 import sys
@@ -24,7 +23,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import pytest
+from tests.support.delivery import tap_environment
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -159,60 +158,9 @@ def _free_on_ipv6(port: int) -> bool:
     return True
 
 
-class SecretLedger:
-    """Every token and code the sandbox issues during a test, plus the client secret."""
-
-    def __init__(self, client_secret: str) -> None:
-        self.values: set[str] = {client_secret}
-
-    def add(self, *values: str | None) -> None:
-        self.values.update(value for value in values if value)
-
-    def assert_absent(self, *texts: str | bytes) -> None:
-        for text in texts:
-            if isinstance(text, bytes):
-                text = text.decode("utf-8", errors="replace")
-            leaked = [value for value in self.values if value in text]
-            assert not leaked, f"{len(leaked)} secret value(s) leaked into the output"
-
-
-@pytest.fixture
-def secret_ledger(sandbox, monkeypatch) -> SecretLedger:
-    """Record every access token, refresh token and code the sandbox hands out."""
-    from pipedrive_sandbox import oauth as sandbox_oauth
-
-    ledger = SecretLedger(sandbox.client_secret)
-    for name in ("new_access_token", "new_refresh_token"):
-        original = getattr(sandbox_oauth, name)
-
-        def recording(original=original) -> str:
-            value = original()
-            ledger.add(value)
-            return value
-
-        monkeypatch.setattr(sandbox_oauth, name, recording)
-    original_decide = sandbox_oauth.OAuthState.decide
-
-    def decide(self, form):
-        status, target = original_decide(self, form)
-        if status == 302:
-            query = urllib.parse.parse_qs(urllib.parse.urlsplit(target).query)
-            ledger.add(*query.get("code", []))
-        return status, target
-
-    monkeypatch.setattr(sandbox_oauth.OAuthState, "decide", decide)
-    return ledger
-
-
 def tap_env(**extra: str) -> dict[str, str]:
     """The environment for a tap subprocess: no inherited tap settings or Meltano context."""
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if not key.startswith(("TAP_PIPEDRIVE_", "MELTANO_"))
-    }
-    env.update(extra)
-    return env
+    return tap_environment(extra)
 
 
 def tap_command(*args: str) -> list[str]:
@@ -289,35 +237,6 @@ def expire_stored_access_token(path: Path, api_domain: str | None = None) -> Non
         if item["api_domain"] == entry["api_domain"]:
             item["expires_at"] = time.time() - 1
     path.write_text(json.dumps(data))
-
-
-def catalog_for(sandbox, streams: set[str]) -> dict:
-    """A catalog selecting ``streams``, discovered with the API token (no OAuth traffic)."""
-    from tap_pipedrive.tap import TapPipedrive
-
-    tap = TapPipedrive(
-        config={"api_token": sandbox.api_token, "api_url": sandbox.url}, validate_config=False
-    )
-    catalog = tap.catalog_dict
-    for entry in catalog["streams"]:
-        for metadata in entry["metadata"]:
-            if metadata["breadcrumb"] == []:
-                metadata["metadata"]["selected"] = entry["tap_stream_id"] in streams
-    return catalog
-
-
-def sync(config: dict, catalog: dict) -> list[dict]:
-    """One in-process run of the tap; returns the Singer messages it wrote."""
-    import io
-    import json
-
-    from tap_pipedrive.tap import TapPipedrive
-
-    tap = TapPipedrive(config=config, catalog=catalog)
-    buffer = io.StringIO()
-    with contextlib.redirect_stdout(buffer):
-        tap.sync_all()
-    return [json.loads(line) for line in buffer.getvalue().splitlines() if line.startswith("{")]
 
 
 def record_count(messages: list[dict], stream: str) -> int:

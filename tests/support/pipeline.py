@@ -177,7 +177,7 @@ def load_with_target_postgres(
     session.record(run)
     target_output = target_out.read_text(encoding="utf-8", errors="replace")
     target_errors = target_err.read_text(encoding="utf-8", errors="replace")
-    session.ledger.assert_absent(target_output + target_errors, "the target's output")
+    session.ledger.assert_absent(target_output + target_errors, where="the target's output")
     # A target writes each state it has committed to stdout as a bare JSON object.
     states = [
         m["value"] if m.get("type") == "STATE" else m

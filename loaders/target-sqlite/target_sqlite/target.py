@@ -26,7 +26,7 @@ class SQLiteConnector(SQLConnector):
     allow_merge_upsert = True
     allow_temp_tables = False
 
-    def get_sqlalchemy_url(self, config: dict[str, t.Any]) -> str:
+    def get_sqlalchemy_url(self, config: t.Mapping[str, t.Any]) -> str:
         return f"sqlite:///{config['database']}"
 
     def to_sql_type(self, jsonschema_type: dict) -> sa.types.TypeEngine:
