@@ -75,6 +75,7 @@ $(SDK_NEXT_VENV)/.installed-$(SDK_NEXT): pyproject.toml
 	touch $@
 
 pytest-sdk-next: $(SDK_NEXT_VENV)/.installed-$(SDK_NEXT) install
+	$(SDK_NEXT_VENV)/bin/mypy --strict --enable-error-code explicit-override tap_pipedrive
 	MELTANO_BIN=$(CURDIR)/$(MELTANO) $(SDK_NEXT_VENV)/bin/pytest $(SDK_NEXT_PYTEST_ARGS) $(PYTEST_ARGS)
 
 # pip-audit over the installed .venv (see .ci/audit.py; CI runs it before the tests).

@@ -606,6 +606,8 @@ class TapPipedrive(Tap):
             self.__dict__["_ordered_from"] = streams
         return t.cast("dict[str, Stream]", self.__dict__["_ordered"])
 
+    _terminating = False
+
     @override
     def _handle_termination(self, signum: int, frame: FrameType | None) -> None:
         """SIGTERM or Ctrl-C: stop at once with a failing exit code and no state of its own.
@@ -613,7 +615,14 @@ class TapPipedrive(Tap):
         The SDK writes the in-memory state here, but the signal can land between a row's
         bookkeeping and its RECORD message, and that state would then cover a row never
         written. The STATE written after each page is exact: a rerun resumes from it.
+
+        A second signal while the first one ends the run (delivered by the OS and
+        forwarded by Meltano, say) is ignored, as singer-sdk 0.55 does: the shutdown under
+        way finishes.
         """
+        if self._terminating:
+            return
+        self._terminating = True
         name = signal.Signals(signum).name
         self.logger.error("Stopped by %s; run again to resume from the last STATE message", name)
         sys.exit(128 + signum)

@@ -101,3 +101,14 @@ def test_only_the_listed_private_sdk_methods_are_overridden_or_called():
                 called.append(f"{path.name}:{node.lineno} .{node.attr}")
     assert overridden == listed
     assert not called, called
+
+
+def test_a_second_termination_signal_lets_the_first_one_finish():
+    import signal
+
+    tap = TapPipedrive(config={"api_token": "abcdefgh"}, setup_mapper=False)
+    with pytest.raises(SystemExit) as stopped:
+        tap._handle_termination(signal.SIGTERM, None)
+    assert stopped.value.code == 128 + signal.SIGTERM
+    # Meltano forwards the signal the OS delivered already: no second exit mid-shutdown.
+    assert tap._handle_termination(signal.SIGTERM, None) is None

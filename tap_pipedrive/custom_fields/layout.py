@@ -92,7 +92,7 @@ class CustomFieldLayout:
         config: Mapping[str, t.Any],
         record_format: str,
         coercions: CoercionLog,
-        logger: logging.Logger,
+        logger: logging.Logger | logging.LoggerAdapter[t.Any],
         catalog_schema: dict[str, t.Any] | None = None,
         catalog_metadata: Mapping[tuple[str, ...], t.Any] | None = None,
     ) -> None:
