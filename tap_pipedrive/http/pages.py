@@ -17,17 +17,25 @@ import msgspec
 from tap_pipedrive.errors import PipedriveAPIError
 from tap_pipedrive.normalize import strip_nul_characters
 
-_json_decoder = msgspec.json.Decoder()
-
 
 class JSONTooDeep(ValueError):
     """A body nested deeper than Python's recursion limit lets it be decoded."""
 
 
-def decode_json(content: bytes) -> t.Any:
-    """A whole JSON body; malformed bytes raise ``msgspec.DecodeError``."""
+class _Envelope(msgspec.Struct):
+    """What paging and the checks of a page need; ``data`` is skipped over, not decoded."""
+
+    additional_data: t.Any = None
+    data: msgspec.Raw = msgspec.Raw(b"null")
+
+
+_json_decoder = msgspec.json.Decoder()
+_envelope_decoder = msgspec.json.Decoder(_Envelope)
+
+
+def _decode(decoder: msgspec.json.Decoder[t.Any], content: bytes) -> t.Any:
     try:
-        return _json_decoder.decode(content)
+        return decoder.decode(content)
     except UnicodeDecodeError as exc:
         # msgspec reports bytes that are not UTF-8 as a UnicodeDecodeError; for the tap it
         # is a garbled body like any other.
@@ -38,25 +46,15 @@ def decode_json(content: bytes) -> t.Any:
         raise JSONTooDeep("JSON nested too deeply to read") from None
 
 
-class _Envelope(msgspec.Struct):
-    """What paging and the checks of a page need; ``data`` is skipped over, not decoded."""
-
-    additional_data: t.Any = None
-    data: msgspec.Raw = msgspec.Raw(b"null")
-
-
-_envelope_decoder = msgspec.json.Decoder(_Envelope)
+def decode_json(content: bytes) -> t.Any:
+    """A whole JSON body; malformed bytes raise ``msgspec.DecodeError``."""
+    return _decode(_json_decoder, content)
 
 
 def decode_envelope(content: bytes) -> _Envelope:
     """The envelope of a body that must be a JSON object (else ``msgspec.ValidationError``)."""
-    try:
-        return _envelope_decoder.decode(content)
-    except UnicodeDecodeError as exc:
-        msg = f"Body is not valid UTF-8 ({exc.reason})"
-        raise msgspec.DecodeError(msg) from None
-    except RecursionError:
-        raise JSONTooDeep("JSON nested too deeply to read") from None
+    envelope: _Envelope = _decode(_envelope_decoder, content)
+    return envelope
 
 
 _FALSY_JSON = (b"null", b"[]", b"{}", b"false", b'""', b"0")
