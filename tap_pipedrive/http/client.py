@@ -189,6 +189,8 @@ class PipedriveClient:
                 paginator.advance(page)
             except PipedriveAPIError as exc:
                 error = exc
+            if not paginator.finished:
+                page.next_token = paginator.current_value
             yield page
             if error is not None:
                 raise error

@@ -112,8 +112,10 @@ class Page:
     elapsed: float = 0.0
     # A per-parent request whose parent is gone (404/410): an empty last page.
     gone: bool = False
-    # Whether paging goes on after this page even if it holds no rows (set by the client).
+    # Whether paging goes on after this page even if it holds no rows, and the token of
+    # the page after it (None at the end of the list); both set by the client.
     continue_if_empty: bool = False
+    next_token: int | str | None = None
     _decoded: t.Any = field(default=None, repr=False)
     # Fields whose text had NUL characters removed when the body was decoded.
     nul_fields: list[str] = field(default_factory=list, repr=False)
