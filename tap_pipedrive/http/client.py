@@ -36,13 +36,11 @@ from tap_pipedrive.http.pages import (
     Page,
     decode_json,
     describe,
-    json_type,
     too_deep,
 )
 from tap_pipedrive.http.paging import (
     PaginatorFactory,
     SinglePagePaginator,
-    paging_error,
     points_at_itself,
 )
 from tap_pipedrive.http.transport import TransportSession, host_of
@@ -459,6 +457,3 @@ def _attempts(count: int) -> str:
 
 def _is_html(response: requests.Response) -> bool:
     return "html" in (response.headers.get("content-type") or "").lower()
-
-
-__all__ = ["PipedriveClient", "RequestSpec", "json_type", "paging_error"]
