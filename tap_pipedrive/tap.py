@@ -51,6 +51,7 @@ from tap_pipedrive.streams.bases import (
     DEFAULT_FIELD_HISTORY,
     FIELD_HISTORY_SOURCES,
     ChangedParentsStream,
+    wanted_list_paths,
 )
 from tap_pipedrive.streams.bookmarks import context_key, future_starting_value
 from tap_pipedrive.streams.core import UsersStream
@@ -553,6 +554,9 @@ class TapPipedrive(Tap):
             force=bool(self.config.get("sweep_now")),
             logger=self.logger,
         )
+        # The lists child streams read their parents from: a list stream reading one in
+        # full keeps its rows for them (streams/bases.py, ParentLists).
+        run.list_reads.wanted = wanted_list_paths(self.streams.values(), run)
         self.progress.begin()
         self.progress.footer = self.budget.summary_lines
         self.budget.resume(self.state)

@@ -18,6 +18,7 @@ import pytest
 
 from pipedrive_sandbox import Sandbox
 from tap_pipedrive.streams.bases import decode_counts, encode_counts
+from tap_pipedrive.streams.core import DealsStream, PersonsStream
 from tests.support.tap_runner import run_cli, run_tap
 
 PER_DEAL = {
@@ -348,3 +349,26 @@ def test_remembered_counts_survive_the_state_and_garbage_is_ignored():
     assert decode_counts(encode_counts(counts)) == counts
     for garbage in (None, "", 12, "not base64!", "AAAA", encode_counts(counts)[:-4]):
         assert decode_counts(garbage) == {}
+
+
+def test_a_list_stream_read_in_full_serves_as_its_childrens_parent_list():
+    children = {"deal_followers", "deal_products", "person_followers"}
+    lists = {"deals": DealsStream, "persons": PersonsStream}
+    # The same data twice: the children alone, then with their list streams.
+    with Sandbox(seed=3, scale=0.1, burst_limit=None) as alone_sandbox:
+        alone = run_tap(config_for(alone_sandbox), streams=children)
+    with Sandbox(seed=3, scale=0.1, burst_limit=None) as sandbox:
+        both = run_tap(config_for(sandbox), streams=children | set(lists))
+        expected = sandbox.expected_counts()
+        for name, paths in (("deals", ("/deals", "/deals/archived")), ("persons", ("/persons",))):
+            fields = ",".join(lists[name].include_fields)
+            for path in paths:
+                asked = [r for r in sandbox.requests if r.path == f"/api/v2{path}"]
+                # One read, the list stream's own (its fields, not the children's counts).
+                assert len(listings(sandbox, f"/api/v2{path}")) == 1, path
+                assert {r.query["include_fields"] for r in asked} == {fields}, path
+    for stream in children:
+        assert both.records(stream) == alone.records(stream), stream
+        assert len(both.records(stream)) == expected[stream], stream
+    for name in lists:
+        assert len(both.records(name)) == expected[name], name

@@ -51,7 +51,8 @@ Pipedrive's OpenAPI specs; do not edit by hand.
 - **Tokens**: the `x-token-cost` of one request, which returns one page (up to 500 rows
   unless noted). Child streams add the cost of listing their changed parents (10 per 500
   parents for v2 lists, 20 per 500 notes, 20 per page of mail threads per folder), paid
-  once a run for all the child streams of one parent list.
+  once a run for all the child streams of one parent list, and not at all when the list
+  stream itself (`deals`, `persons` ...) is selected and reads that list in full.
 
 """
 

@@ -34,7 +34,7 @@ from tap_pipedrive.normalize import (
     TimestampPaths,
     format_timestamp,
 )
-from tap_pipedrive.run import Run, RunOwner
+from tap_pipedrive.run import ListRead, Run, RunOwner
 from tap_pipedrive.sdk_private import (
     pop_deselected_record_properties,
     stream_version,
@@ -231,17 +231,49 @@ class PipedriveStream(RESTStream[int | str]):
         outer, self._reading_one_parent = self._reading_one_parent, _one_parent(context)
         try:
             spec = self.request_spec(context)
+            self._list_read = self._list_read_for(spec, context)
             yield from self._records_of(
                 run.fetcher.pages(context_key(self.name, context), spec), context
             )
+            if self._list_read is not None:
+                # The whole list was read: child streams may take it as their parent list.
+                run.list_reads.complete(spec.path, self._list_read)
         except BudgetReached:
             # A request refused while fetching ahead: its stream's turn has come, and the
             # run ends before it (its state is where the previous run left it).
             raise BudgetReached(run.budget_stop_line(self.name)) from None
         finally:
             self._reading_one_parent = outer
+            self._list_read = None
 
     _reading_one_parent = False
+    _list_read: ListRead | None = None
+
+    def _list_read_for(self, spec: RequestSpec, context: Context | None) -> ListRead | None:
+        """A record of this read's rows, when a child stream lists its parents from it.
+
+        Only lists asked for from a bookmark and sorted by update time qualify: that is
+        how a parent list is read.
+        """
+        if spec.path not in self.run.list_reads.wanted or _one_parent(context):
+            return None
+        if self.replication_key != "update_time" or not self.updated_since_param:
+            return None
+        return ListRead(since=self.get_starting_timestamp(context))
+
+    def _note_list_rows(self, rows: list[dict[str, t.Any]]) -> None:
+        read = self._list_read
+        if read is None:
+            return
+        for row in rows:
+            if self.lists_deleted_rows and row.get("is_deleted"):
+                continue  # a parent list leaves deleted rows out
+            counts = tuple(
+                (key, value)
+                for key, value in row.items()
+                if key.endswith("_count") and type(value) is int
+            )
+            read.rows.append((row.get("id"), row.get("update_time"), counts))
 
     def _records_of(
         self,
@@ -279,7 +311,9 @@ class PipedriveStream(RESTStream[int | str]):
 
     def parse_page(self, page: Page) -> Iterable[dict[str, t.Any]]:
         """The rows of one page (as records before post_process)."""
-        yield from page.rows()
+        rows = page.rows()
+        self._note_list_rows(rows)
+        yield from rows
         if self.replication_key:
             # Every row of this page has been processed by now: emitting the state here
             # makes the sync resumable after each page, and a failure on the next

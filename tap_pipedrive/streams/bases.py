@@ -18,6 +18,7 @@ import zlib
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cached_property
+from urllib.parse import urlparse
 
 from typing_extensions import override
 
@@ -43,6 +44,7 @@ if t.TYPE_CHECKING:
     from singer_sdk.helpers.types import Context
 
     from tap_pipedrive.http.pages import Page
+    from tap_pipedrive.run import ListRead, Run
 
 
 class NewestFirstStream(PipedriveStream):
@@ -135,6 +137,8 @@ class ParentLists:
     the first child stream to need a list reads it from the earliest bookmark of all the
     selected child streams that use it, and keeps the ids, update times and counts (a few
     dozen bytes a parent); each child stream then takes the parents past its own bookmark.
+    When the list stream itself (``deals``) read the same list in full this run, from no
+    later a bookmark, its rows serve instead and the list is not read again.
     """
 
     def __init__(self) -> None:
@@ -149,10 +153,33 @@ class ParentLists:
             listed = self._listed.get(source)
             if listed is None or not _covers(listed.since, start):
                 since = _earliest_start(child, source, start)
-                rows, refused = child.list_source(source, since)
+                read = child.list_read(source)
+                if read is not None and _covers(read.since, since):
+                    # The list stream read this very list in full: no second listing.
+                    rows, refused = child.parents_of(source, read, since), False
+                    since = read.since
+                else:
+                    rows, refused = child.list_source(source, since)
                 listed = _ListedSource(since, rows, refused)
                 self._listed[source] = listed
         return listed.parents, listed.refused
+
+
+def source_path(run: Run, source: ParentSource) -> str:
+    """The URL path a parent list is read from (what list reads are keyed by)."""
+    return urlparse(run.client.url(source.version, source.path)).path
+
+
+def wanted_list_paths(streams: Iterable[t.Any], run: Run) -> set[str]:
+    """The list paths selected child streams read their parents from (plain lists only)."""
+    paths = set()
+    for stream in streams:
+        if not isinstance(stream, ChangedParentsStream) or not stream.selected:
+            continue
+        for source in stream.parent_sources:
+            if source.filtered and not source.params and source.paginator is None:
+                paths.add(source_path(run, source))
+    return paths
 
 
 def _covers(since: datetime | None, start: datetime | None) -> bool:
@@ -317,6 +344,30 @@ class ChangedParentsStream(PipedriveStream):
         except BudgetReached:
             raise BudgetReached(run.budget_stop_line(self.name)) from None
         return parents, False
+
+    def list_read(self, source: ParentSource) -> ListRead | None:
+        """This run's whole read of the source's list by its list stream, if it may serve.
+
+        Only a plain list qualifies: no parameters of its own and the usual paging.
+        """
+        if not source.filtered or source.params or source.paginator is not None:
+            return None
+        return self.run.list_reads.get(source_path(self.run, source))
+
+    def parents_of(
+        self, source: ParentSource, read: ListRead, since: datetime | None
+    ) -> list[Parent]:
+        """The parents of a list read by its list stream, as ``list_source`` makes them."""
+        parents = []
+        wanted = set(source.counts)
+        for key, text, counts in read.rows:
+            moment = parse_time(text)
+            if since is not None and moment is not None and moment < since:
+                continue
+            normalized = to_rfc3339(text) if moment is not None else None
+            kept = tuple((name, value) for name, value in counts if name in wanted)
+            parents.append(Parent(key, moment or EARLIEST, normalized, kept))
+        return parents
 
     def _parent_rows(self, page: Page) -> Iterable[dict[str, t.Any]]:
         return page.rows()
