@@ -17,7 +17,6 @@ if t.TYPE_CHECKING:
     from tap_pipedrive.budget import Budget
     from tap_pipedrive.http.client import PipedriveClient
     from tap_pipedrive.http.fetch_ahead import Prefetcher
-    from tap_pipedrive.http.pacer import RateLimiter
     from tap_pipedrive.progress import Progress
 
 
@@ -68,10 +67,6 @@ class Run:
     @property
     def budget(self) -> Budget:
         return self.client.budget
-
-    @property
-    def pacer(self) -> RateLimiter:
-        return self.client.pacer
 
 
 @t.runtime_checkable

@@ -576,7 +576,7 @@ class TapPipedrive(Tap):
                 continue
             if not (stream.selected or stream.has_selected_descendents):
                 continue
-            if not stream.prefetch_ahead or _reads_its_own_way(stream):
+            if _reads_its_own_way(stream):
                 continue
             for partition in stream.partitions or [{}]:
                 context = partition or None  # as the SDK passes it

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import random
 import typing as t
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from http import HTTPStatus
 from urllib.parse import urlencode, urlparse
 
@@ -109,7 +109,6 @@ class RequestSpec:
     # The stream writes its STATE after every page and stops there when the run's token
     # budget is spent: past the cap, no further page of it is asked for.
     stops_at_page_state: bool = False
-    extra_headers: tuple[tuple[str, str], ...] = field(default=())
 
     @property
     def path(self) -> str:
@@ -163,6 +162,15 @@ class PipedriveClient:
         self.retry_base_seconds = float(retry_base_seconds)
         # No redirects, the proxy and CA environment, size and time caps (transport.py).
         self.session = TransportSession()
+        # Built once: the policy is the client's, the facts of each page's tries are its own.
+        self._send = backoff.on_exception(
+            self._wait_generator,
+            RETRIED_EXCEPTIONS,
+            max_tries=self.max_tries,
+            on_backoff=self._log_retry,
+            jitter=None,  # applied in _seconds_before_retry
+            logger=None,  # retries are logged by _log_retry, giving up by one error line
+        )(self._fetch_once)
 
     def url(self, version: str, path: str) -> str:
         return f"{self.api_root}/api/{version}{path}"
@@ -198,16 +206,8 @@ class PipedriveClient:
     ) -> Page:
         """One page, retried on transient failures; raises one readable error otherwise."""
         attempts = _Attempts()
-        send = backoff.on_exception(
-            self._wait_generator,
-            RETRIED_EXCEPTIONS,
-            max_tries=self.max_tries,
-            on_backoff=lambda details: self._log_retry(spec, details),
-            jitter=None,  # applied in _seconds_before_retry
-            logger=None,  # retries are logged by _log_retry, giving up by one error line
-        )(self._fetch_once)
         try:
-            page: Page = send(spec, paging, ahead, attempts)
+            page: Page = self._send(spec, paging, ahead, attempts)
             return page
         except RetriableAPIError as exc:
             msg = f"Gave up after {_attempts(attempts.tries)}: {exc}"
@@ -260,7 +260,6 @@ class PipedriveClient:
             headers={
                 "Accept": "application/json",
                 "User-Agent": self.user_agent,
-                **dict(spec.extra_headers),
             },
         )
         return self.authenticator(self.session.prepare_request(request))
@@ -421,7 +420,8 @@ class PipedriveClient:
         exponential: float = base * 2 ** (attempt - 1)
         return min(exponential, 60.0) * random.uniform(0.8, 1.2)
 
-    def _log_retry(self, spec: RequestSpec, details: t.Any) -> None:
+    def _log_retry(self, details: t.Any) -> None:
+        spec: RequestSpec = details["args"][0]  # _fetch_once's first argument
         exception = details.get("exception")
         # The tap's own messages say what was wrong (malformed JSON, an HTML block page...);
         # for transport errors the type is enough (their text would repeat the query string).

@@ -70,7 +70,6 @@ class PageJob:
         self.started = False
         self.done = False  # the thread has finished
         self.buffered_bytes = 0  # bytes counted against the ahead budget
-        self.requests = 0
 
     # --- background thread -------------------------------------------------------------
     def start(self) -> None:
@@ -90,7 +89,6 @@ class PageJob:
                 page = next(pages, None)
                 if page is None:
                     break
-                self.requests += page.attempts
                 self._put(page)
         except BaseException as exc:  # handed to the main thread, raised there
             self._put(exc)

@@ -121,10 +121,6 @@ class Page:
     nul_fields: list[str] = field(default_factory=list, repr=False)
 
     @classmethod
-    def empty(cls, path: str, status: int) -> Page:
-        return cls(path=path, status=status, body=b"{}", _decoded={})
-
-    @classmethod
     def read(cls, path: str, status: int, body: bytes, **facts: t.Any) -> Page:
         """A page from a body that is a JSON object; decoding errors propagate.
 

@@ -95,9 +95,6 @@ class PipedriveStream(RESTStream[int | str]):
     # Rows at the bookmark's exact time that the previous run delivered are skipped (see
     # bookmarks.py); False where whole parents are skipped instead.
     skips_boundary_rows: t.ClassVar[bool] = True
-    # False for streams that read their own way (per parent, in several passes): their
-    # pages are fetched when their turn comes, not planned ahead at the start of a sync.
-    prefetch_ahead: t.ClassVar[bool] = True
 
     @classmethod
     def enabled(cls, config: t.Mapping[str, t.Any]) -> bool:
@@ -116,11 +113,6 @@ class PipedriveStream(RESTStream[int | str]):
     @property
     def url_base(self) -> str:
         return self.run.client.url(self.api_version, "")
-
-    @override
-    @property
-    def http_headers(self) -> dict[str, str]:
-        return {"Accept": "application/json"}
 
     @cached_property
     def page_size(self) -> int:

@@ -165,6 +165,21 @@ class ParentLists:
         return listed.parents, listed.refused
 
 
+def _parent(
+    key: t.Any, text: t.Any, counts: tuple[tuple[str, t.Any], ...], since: datetime | None
+) -> Parent | None:
+    """A parent from a list row's id, update_time and counts; None when older than ``since``.
+
+    Only whole numbers count as counts (a count the row did not give reads the parent).
+    """
+    moment = parse_time(text)
+    if since is not None and moment is not None and moment < since:
+        return None
+    normalized = to_rfc3339(text) if moment is not None else None
+    kept = tuple((name, value) for name, value in counts if type(value) is int)
+    return Parent(key, moment or EARLIEST, normalized, kept)
+
+
 def source_path(run: Run, source: ParentSource) -> str:
     """The URL path a parent list is read from (what list reads are keyed by)."""
     return urlparse(run.client.url(source.version, source.path)).path
@@ -327,17 +342,10 @@ class ChangedParentsStream(PipedriveStream):
         pages = run.fetcher.pages(context_key(self.name, {"parents": source.path}), spec)
         try:
             for row in self._records_of(pages, None, parse=self._parent_rows):
-                text = row.get("update_time")
-                moment = parse_time(text)
-                if since is not None and moment is not None and moment < since:
-                    continue
-                normalized = to_rfc3339(text) if moment is not None else None
-                counts = tuple(
-                    (name, row[name])
-                    for name in source.counts
-                    if isinstance(row.get(name), int) and not isinstance(row.get(name), bool)
-                )
-                parents.append(Parent(row.get("id"), moment or EARLIEST, normalized, counts))
+                counts = tuple((name, row.get(name)) for name in source.counts)
+                parent = _parent(row.get("id"), row.get("update_time"), counts, since)
+                if parent is not None:
+                    parents.append(parent)
         except StreamUnavailable as exc:
             self.logger.warning("Skipping stream %s: %s", self.name, exc)
             return parents, True
@@ -358,16 +366,12 @@ class ChangedParentsStream(PipedriveStream):
         self, source: ParentSource, read: ListRead, since: datetime | None
     ) -> list[Parent]:
         """The parents of a list read by its list stream, as ``list_source`` makes them."""
-        parents = []
         wanted = set(source.counts)
-        for key, text, counts in read.rows:
-            moment = parse_time(text)
-            if since is not None and moment is not None and moment < since:
-                continue
-            normalized = to_rfc3339(text) if moment is not None else None
-            kept = tuple((name, value) for name, value in counts if name in wanted)
-            parents.append(Parent(key, moment or EARLIEST, normalized, kept))
-        return parents
+        found = (
+            _parent(key, text, tuple(c for c in counts if c[0] in wanted), since)
+            for key, text, counts in read.rows
+        )
+        return [parent for parent in found if parent is not None]
 
     def _parent_rows(self, page: Page) -> Iterable[dict[str, t.Any]]:
         return page.rows()
