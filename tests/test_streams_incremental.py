@@ -9,6 +9,8 @@ from __future__ import annotations
 import pytest
 
 from pipedrive_sandbox import Sandbox
+from tap_pipedrive.streams.bookmarks import future_starting_value
+from tap_pipedrive.tap import TapPipedrive
 from tests.support.tap_runner import run_tap
 
 STREAMS = {"notes", "leads", "files"}
@@ -77,3 +79,29 @@ def test_only_changes_are_read_and_emitted(sandbox):
     assert times == sorted(times)
     bookmark = second.last_state["bookmarks"]["files"]["replication_key_value"]
     assert bookmark == times[-1]
+
+
+def test_a_newest_first_read_never_asks_for_a_page_past_the_bookmark():
+    """Whoever drains the pages (a thread fetching ahead does), the page past the bookmark
+    is never asked for: the paginator stops on the page reaching back past it."""
+    with Sandbox(seed=9, scale=0.5, burst_limit=None) as sandbox:
+        files = sorted(sandbox.dataset["files"], key=lambda row: row["update_time"])
+        assert len(files) > 3 * 20
+        bookmark = files[-30]["update_time"]  # 30 rows from the newest: inside page 1 of 50
+        state = {
+            "bookmarks": {
+                "files": {"replication_key": "update_time", "replication_key_value": bookmark}
+            }
+        }
+        config = {"api_token": sandbox.api_token, "api_url": sandbox.url, "page_size": 20}
+        tap = TapPipedrive(config=config, state=state, setup_mapper=False)
+        stream = tap.streams["files"]
+        # The spec fetch-ahead plans with, before the SDK has settled the bookmark.
+        spec = stream.request_spec(None, future_starting_value(stream, None))
+        assert spec == stream.request_spec(None, bookmark)  # a planned job is reused if equal
+        pages = list(tap.client.pages(spec))
+        asked = [r.query["start"] for r in sandbox.requests if r.path == "/api/v1/files"]
+    # 20 rows a page, 30 rows newer than the bookmark: the second page reaches past it.
+    assert asked == ["0", "20"]
+    assert len(pages) == 2
+    assert pages[-1].next_token is None

@@ -135,6 +135,10 @@ class PipedriveStream(RESTStream[int | str]):
             return SinglePagePaginator
         return CursorPaginator if self.api_version == "v2" else OffsetPaginator
 
+    def paginator_from(self, context: Context | None, since: datetime | None) -> PaginatorFactory:
+        """How a read from the bookmark ``since`` pages (a list read newest first stops early)."""
+        return self.paginator_type()
+
     @override
     def get_url_params(self, context: Context | None, next_page_token: t.Any) -> dict[str, t.Any]:
         """The first page's query, without bookmark or paging token (see request_spec)."""
@@ -167,15 +171,13 @@ class PipedriveStream(RESTStream[int | str]):
             bookmark = (
                 self.get_starting_replication_key_value(context) if self.replication_key else None
             )
-        params = {
-            **request.params,
-            **self.bookmark_params(context, parse_bookmark(bookmark)),
-        }
+        since = parse_bookmark(bookmark)
+        params = {**request.params, **self.bookmark_params(context, since)}
         return RequestSpec(
             stream=self.name,
             url=request.url,
             params=tuple((key, str(value)) for key, value in params.items() if value is not None),
-            paginator=self.paginator_type(),
+            paginator=self.paginator_from(context, since),
             missing_is_empty=self.missing_is_empty(context),
             stops_at_page_state=bool(self.replication_key) and not _one_parent(context),
         )
