@@ -25,10 +25,12 @@ class ListRead:
     """One list a list stream read in full this run, from ``since`` (its bookmark).
 
     Kept only for the endpoints child streams list their parents from: the id, the
-    ``update_time`` and the ``*_count`` fields of each row, in the list's order.
+    ``update_time`` and the ``*_count`` fields those streams read, of each row, in the
+    list's order.
     """
 
     since: t.Any
+    counts: tuple[str, ...] = ()
     rows: list[tuple[t.Any, t.Any, tuple[tuple[str, int], ...]]] = field(default_factory=list)
 
 
@@ -42,8 +44,9 @@ class ListReads:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        # URL paths some selected child stream lists its parents from.
-        self.wanted: set[str] = set()
+        # URL paths some selected child stream lists its parents from, each with the
+        # ``*_count`` fields those streams read on a parent's row.
+        self.wanted: dict[str, frozenset[str]] = {}
         self._complete: dict[str, ListRead] = {}
 
     def complete(self, path: str, read: ListRead) -> None:

@@ -372,3 +372,20 @@ def test_a_list_stream_read_in_full_serves_as_its_childrens_parent_list():
         assert len(both.records(stream)) == expected[stream], stream
     for name in lists:
         assert len(both.records(name)) == expected[name], name
+    # The rows kept for the children hold only the counts those children read.
+    assert both.tap is not None
+    kept = both.tap.run.list_reads.get("/api/v2/deals")
+    assert kept is not None and kept.rows
+    read_counts = {
+        count
+        for stream in children
+        for source in both.tap.streams[stream].parent_sources
+        if source.path == "/deals"
+        for count in source.counts
+    }
+    assert read_counts
+    assert {name for _, _, counts in kept.rows for name, _ in counts} == read_counts
+    assert any(
+        field.endswith("_count") and field not in read_counts
+        for field in DealsStream.include_fields
+    )

@@ -249,11 +249,12 @@ class PipedriveStream(RESTStream[int | str]):
         Only lists asked for from a bookmark and sorted by update time qualify: that is
         how a parent list is read.
         """
-        if spec.path not in self.run.list_reads.wanted or _one_parent(context):
+        counts = self.run.list_reads.wanted.get(spec.path)
+        if counts is None or _one_parent(context):
             return None
         if self.replication_key != "update_time" or not self.updated_since_param:
             return None
-        return ListRead(since=self.get_starting_timestamp(context))
+        return ListRead(since=self.get_starting_timestamp(context), counts=tuple(sorted(counts)))
 
     def _note_list_rows(self, rows: list[dict[str, t.Any]]) -> None:
         read = self._list_read
@@ -262,10 +263,9 @@ class PipedriveStream(RESTStream[int | str]):
         for row in rows:
             if self.lists_deleted_rows and row.get("is_deleted"):
                 continue  # a parent list leaves deleted rows out
+            # Only the counts a child stream reads: a row may carry any number of others.
             counts = tuple(
-                (key, value)
-                for key, value in row.items()
-                if key.endswith("_count") and type(value) is int
+                (key, value) for key in read.counts if type(value := row.get(key)) is int
             )
             read.rows.append((row.get("id"), row.get("update_time"), counts))
 

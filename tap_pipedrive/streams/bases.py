@@ -226,15 +226,17 @@ def source_path(run: Run, source: ParentSource) -> str:
     return urlparse(run.client.url(source.version, source.path)).path
 
 
-def wanted_list_paths(streams: Iterable[t.Any], run: Run) -> set[str]:
-    """The list paths selected child streams read their parents from (plain lists only)."""
-    paths = set()
+def wanted_list_paths(streams: Iterable[t.Any], run: Run) -> dict[str, frozenset[str]]:
+    """The list paths selected child streams read their parents from (plain lists only),
+    each with the ``*_count`` fields they read."""
+    paths: dict[str, frozenset[str]] = {}
     for stream in streams:
         if not isinstance(stream, ChangedParentsStream) or not stream.selected:
             continue
         for source in stream.parent_sources:
             if source.filtered and not source.params and source.paginator is None:
-                paths.add(source_path(run, source))
+                path = source_path(run, source)
+                paths[path] = paths.get(path, frozenset()) | frozenset(source.counts)
     return paths
 
 
