@@ -46,7 +46,7 @@ class ListReads:
         self._lock = threading.Lock()
         # URL paths some selected child stream lists its parents from, each with the
         # ``*_count`` fields those streams read on a parent's row.
-        self.wanted: dict[str, frozenset[str]] = {}
+        self.wanted: dict[str, tuple[str, ...]] = {}
         self._complete: dict[str, ListRead] = {}
 
     def complete(self, path: str, read: ListRead) -> None:

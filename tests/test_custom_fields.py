@@ -9,6 +9,7 @@ import jsonschema
 import pytest
 from singer_sdk.singerlib import Catalog, Metadata
 
+from pipedrive_sandbox.fields import SUBFIELDS
 from tap_pipedrive.custom_fields.conversion import ConverterFactory
 from tap_pipedrive.custom_fields.definitions import (
     FIELD_SOURCES,
@@ -26,7 +27,7 @@ from tap_pipedrive.custom_fields.naming import (
     recorded_columns,
     snake_case,
 )
-from tap_pipedrive.custom_fields.schema import property_schema
+from tap_pipedrive.custom_fields.schema import ADDRESS_PARTS, property_schema
 from tap_pipedrive.errors import DailyBudgetExhausted, PipedriveAPIError
 from tap_pipedrive.normalize import CoercionLog
 from tap_pipedrive.streams.fields import FIELD_STREAMS, V2FieldsStream
@@ -686,3 +687,8 @@ def test_column_keys_travel_in_the_catalog_metadata(location):
     # The SDK's own parser drops the entry: the reason read_catalog exists.
     plain = Catalog.from_dict(raw).get_stream("deals")
     assert plain is not None and recorded_columns(plain.metadata, nested) == {}
+
+
+def test_the_sandbox_sends_the_address_parts_the_tap_types():
+    """The two lists are kept apart (the sandbox never imports the tap); they must agree."""
+    assert tuple(part for part, _, _ in SUBFIELDS["address"]) == ADDRESS_PARTS

@@ -182,18 +182,23 @@ def test_unknown_oauth_mode_is_one_clear_line(config):
         build_authenticator({**config, "oauth_mode": "sometimes"})
 
 
-def test_get_and_refresh_logs_in_when_nothing_is_stored_then_reuses(
-    sandbox, catalog, monkeypatch, secret_ledger, capsys
-):
-    browser = ScriptedBrowser()
-    monkeypatch.setattr(webbrowser, "open", browser)
-    config = {
+def login_config(sandbox) -> dict:
+    """get_and_refresh with an OAuth app and nothing stored: a sync must log in first."""
+    return {
         "client_id": sandbox.client_id,
         "client_secret": sandbox.client_secret,
         "oauth_url": sandbox.url,
         "oauth_mode": "get_and_refresh",
         "redirect_uri": f"http://localhost:{free_port()}/callback",
     }
+
+
+def test_get_and_refresh_logs_in_when_nothing_is_stored_then_reuses(
+    sandbox, catalog, monkeypatch, secret_ledger, capsys
+):
+    browser = ScriptedBrowser()
+    monkeypatch.setattr(webbrowser, "open", browser)
+    config = login_config(sandbox)
     first = run_tap(config, catalog=catalog).messages
     browser.join()
     assert len(browser.opened) == 1
@@ -225,13 +230,7 @@ def test_building_the_authenticator_never_starts_a_login(sandbox, monkeypatch):
         raise KeyboardInterrupt  # ends a login at once, should one start
 
     monkeypatch.setattr(webbrowser, "open", browser)
-    config = {
-        "client_id": sandbox.client_id,
-        "client_secret": sandbox.client_secret,
-        "oauth_url": sandbox.url,
-        "oauth_mode": "get_and_refresh",
-        "redirect_uri": f"http://localhost:{free_port()}/callback",
-    }
+    config = login_config(sandbox)
     with pytest.raises(LoginRequired, match="get_and_refresh needs a login first") as raised:
         build_authenticator(config)
     # Uncaught, it is one clear line like any other config problem.

@@ -254,7 +254,7 @@ class PipedriveStream(RESTStream[int | str]):
             return None
         if self.replication_key != "update_time" or not self.updated_since_param:
             return None
-        return ListRead(since=self.get_starting_timestamp(context), counts=tuple(sorted(counts)))
+        return ListRead(since=self.get_starting_timestamp(context), counts=counts)
 
     def _note_list_rows(self, rows: list[dict[str, t.Any]]) -> None:
         read = self._list_read

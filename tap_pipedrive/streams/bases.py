@@ -148,6 +148,12 @@ class ParentSource:
     # stream whose count is 0 on a parent's row has nothing to read for that parent.
     counts: tuple[str, ...] = ()
 
+    @property
+    def plain(self) -> bool:
+        """A list read as its list stream reads it (no parameters of its own, the usual
+        paging), so that stream's whole read of it this run may serve instead."""
+        return self.filtered and not self.params and self.paginator is None
+
 
 @dataclass(frozen=True)
 class Parent(ParentMark):
@@ -226,18 +232,17 @@ def source_path(run: Run, source: ParentSource) -> str:
     return urlparse(run.client.url(source.version, source.path)).path
 
 
-def wanted_list_paths(streams: Iterable[t.Any], run: Run) -> dict[str, frozenset[str]]:
+def wanted_list_paths(streams: Iterable[t.Any], run: Run) -> dict[str, tuple[str, ...]]:
     """The list paths selected child streams read their parents from (plain lists only),
     each with the ``*_count`` fields they read."""
-    paths: dict[str, frozenset[str]] = {}
+    paths: dict[str, set[str]] = {}
     for stream in streams:
         if not isinstance(stream, ChangedParentsStream) or not stream.selected:
             continue
         for source in stream.parent_sources:
-            if source.filtered and not source.params and source.paginator is None:
-                path = source_path(run, source)
-                paths[path] = paths.get(path, frozenset()) | frozenset(source.counts)
-    return paths
+            if source.plain:
+                paths.setdefault(source_path(run, source), set()).update(source.counts)
+    return {path: tuple(sorted(counts)) for path, counts in paths.items()}
 
 
 def _covers(since: datetime | None, start: datetime | None) -> bool:
@@ -397,11 +402,8 @@ class ChangedParentsStream(PipedriveStream):
         return parents, False
 
     def list_read(self, source: ParentSource) -> ListRead | None:
-        """This run's whole read of the source's list by its list stream, if it may serve.
-
-        Only a plain list qualifies: no parameters of its own and the usual paging.
-        """
-        if not source.filtered or source.params or source.paginator is not None:
+        """This run's whole read of the source's list by its list stream, if it may serve."""
+        if not source.plain:
             return None
         return self.run.list_reads.get(source_path(self.run, source))
 
